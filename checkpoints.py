@@ -1,0 +1,148 @@
+"""Checkpoint I/O for every script: the published format, read and written.
+
+Published files are either `{"state_dict", "optimizer", "global_step",
+"global_epoch"}` dicts (wav2lip.pth, wav2lip_gan.pth, lipsync_expert.pth,
+visual_quality_disc.pth) or bare state dicts (s3fd.pth), with or without the
+`module.` prefix DataParallel adds. All read with `weights_only=True`.
+Every failure is a CheckpointError naming the file and what is wrong.
+"""
+import os
+import re
+import tempfile
+
+import torch
+
+from cli import UserError
+
+# A key only one network has, to tell the user which network a file holds.
+_SIGNATURES = {
+    "output_block.1.weight": "Wav2Lip generator",
+    "binary_pred.0.weight": "Wav2Lip_disc_qual (visual quality discriminator)",
+    "face_encoder.0.conv_block.0.weight": "SyncNet_color (lip-sync expert)",
+    "conv1_1.weight": "S3FD face detector",
+}
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def strip_module_prefix(state_dict):
+    """Remove the `module.` prefix that (Distributed)DataParallel adds to every key."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+
+
+def _describe(state_dict):
+    for key, name in _SIGNATURES.items():
+        if key in state_dict:
+            return name
+    return None
+
+
+def load_checkpoint(path, device="cpu"):
+    """Read a checkpoint file onto `device`.
+
+    Returns a dict with "state_dict" (prefix stripped) and whatever else the
+    file holds; a bare state dict is wrapped as {"state_dict": ...}.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: checkpoint file is empty")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, non-tensor objects...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                              f"(truncated or corrupt?): {reason[:200]}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
+    if "state_dict" in data:
+        checkpoint = dict(data)
+    else:
+        checkpoint = {"state_dict": data}
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict) or not all(torch.is_tensor(v) for v in state_dict.values()):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict of tensors")
+    checkpoint["state_dict"] = strip_module_prefix(state_dict)
+    return checkpoint
+
+
+def load_state_dict_strict(model, state_dict, path):
+    """model.load_state_dict(strict=True), with a one-line error naming the file and the mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [f"{k} {tuple(state_dict[k].shape)} != {tuple(expected[k].shape)}"
+                   for k in expected if k in state_dict and state_dict[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        network = type(model).__name__
+        found = _describe(state_dict)
+        hint = f"; the file looks like a {found}" if found and not found.startswith(network) else ""
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong_shape:
+            parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {wrong_shape[0]})")
+        raise CheckpointError(f"{path}: does not fit {network}: {', '.join(parts)}{hint}")
+    model.load_state_dict(state_dict, strict=True)
+
+
+def load_model(model, path, device="cpu"):
+    """Load the weights of `path` into `model` strictly; returns the whole checkpoint dict."""
+    checkpoint = load_checkpoint(path, device)
+    load_state_dict_strict(model, checkpoint["state_dict"], path)
+    return checkpoint
+
+
+def unwrap(model):
+    """The bare network inside DataParallel / DistributedDataParallel / torch.compile."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def atomic_save(obj, path):
+    """torch.save to a temporary file beside `path`, then rename: never a half-written file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(path, model, optimizer=None, global_step=0, global_epoch=0, **extra):
+    """Write the published format {state_dict, optimizer, global_step, global_epoch} (+ extra keys).
+
+    Keys are written without the `module.` prefix; older readers ignore extra keys.
+    """
+    checkpoint = {
+        "state_dict": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "global_step": int(global_step),
+        "global_epoch": int(global_epoch),
+        **extra,
+    }
+    atomic_save(checkpoint, path)
+
+
+def checkpoint_name(step, prefix=""):
+    return f"{prefix}checkpoint_step{step:09d}.pth"
+
+
+def latest_checkpoint(folder, prefix=""):
+    """Path of the highest-step `<prefix>checkpoint_stepNNNNNNNNN.pth` in `folder`, or None."""
+    if not os.path.isdir(folder):
+        return None
+    pattern = re.compile(rf"^{re.escape(prefix)}checkpoint_step(\d+)\.pth$")
+    found = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := pattern.match(name))]
+    return os.path.join(folder, max(found)[1]) if found else None

@@ -1,0 +1,182 @@
+"""Video and audio files: streaming frame reads, ffmpeg calls, atomic H.264 writes.
+
+ffmpeg is the system one when present, else the binary shipped in the
+imageio-ffmpeg wheel. It is always called with an argument list (never a shell
+string), and a failure raises a UserError carrying the end of its stderr.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+
+from cli import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def ffmpeg_exe():
+    system = shutil.which("ffmpeg")
+    if system:
+        return system
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise UserError("ffmpeg not found: install it, or `pip install imageio-ffmpeg`") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _stderr_tail(text, lines=3):
+    tail = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return " | ".join(tail) if tail else "no message"
+
+
+def run_ffmpeg(args, what):
+    """Run ffmpeg with `args` (a list); UserError naming `what` on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *map(str, args)]
+    result = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise UserError(f"ffmpeg failed {what}: {_stderr_tail(result.stderr)}")
+
+
+def extract_audio(src, dst_wav, sample_rate=16000):
+    """Decode the audio of any ffmpeg-readable file to mono 16-bit PCM WAV at sample_rate."""
+    if not os.path.isfile(src):
+        raise UserError(f"{src}: file not found")
+    run_ffmpeg(["-i", src, "-vn", "-ac", "1", "-ar", sample_rate, "-acodec", "pcm_s16le",
+                "-f", "wav", dst_wav], f"to read the audio of {src}")
+
+
+def is_image_path(path):
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+class VideoReader:
+    """Frames of a video file, decoded one at a time (memory does not grow with length).
+
+        with VideoReader("clip.mp4") as video:
+            for frame in video:   # BGR uint8 (H, W, 3)
+                ...
+    """
+
+    def __init__(self, path):
+        import cv2
+        self.path = os.fspath(path)
+        if not os.path.isfile(self.path):
+            raise UserError(f"{self.path}: file not found")
+        self._capture = cv2.VideoCapture(self.path)
+        if not self._capture.isOpened():
+            raise UserError(f"{self.path}: cannot open as a video")
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS)) or 0.0
+        self.frame_count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+    def __iter__(self):
+        while True:
+            ok, frame = self._capture.read()
+            if not ok:
+                return
+            yield frame
+
+    def close(self):
+        self._capture.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_image(path):
+    """A BGR uint8 image, or a UserError naming the file."""
+    import cv2
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: cannot read as an image")
+    return image
+
+
+class VideoWriter:
+    """Encode BGR frames to H.264 (yuv420p) MP4 through an ffmpeg pipe, optionally muxing audio.
+
+    Writes to a temporary file beside `path` and renames it on a clean close;
+    on error (or `abort()`) the temporary file is removed and `path` is untouched.
+
+        with VideoWriter("out.mp4", fps=25, width=640, height=480, audio_path="a.wav") as out:
+            out.write(frame)
+    """
+
+    def __init__(self, path, fps, width, height, audio_path=None, crf=18, preset="medium"):
+        self.path = os.path.abspath(os.fspath(path))
+        self.width, self.height = int(width), int(height)
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".mp4")
+        os.close(fd)
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.width}x{self.height}",
+                "-r", repr(float(fps)), "-i", "-"]
+        if audio_path is not None:
+            args += ["-i", os.fspath(audio_path), "-map", "0:v:0", "-map", "1:a:0",
+                     "-c:a", "aac", "-b:a", "128k"]
+        # yuv420p needs even sizes: pad by one pixel rather than resample.
+        args += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", preset,
+                 "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart",
+                 "-f", "mp4", self._tmp]
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=self._stderr)
+        self.frames_written = 0
+
+    def write(self, frame):
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame of shape {frame.shape} {frame.dtype}, "
+                             f"expected ({self.height}, {self.width}, 3) uint8")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:
+            self._fail()
+        self.frames_written += 1
+
+    def _fail(self):
+        self._process.wait()
+        self._stderr.seek(0)
+        message = _stderr_tail(self._stderr.read())
+        self.abort()
+        raise UserError(f"ffmpeg failed to write {self.path}: {message}")
+
+    def close(self):
+        """Finish encoding and move the file into place."""
+        if self._process.stdin and not self._process.stdin.closed:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+        if self._process.wait() != 0:
+            self._fail()
+        self._stderr.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self):
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        if os.path.exists(self._tmp):
+            os.remove(self._tmp)
+        if not self._stderr.closed:
+            self._stderr.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
