@@ -22,9 +22,13 @@ class AudioError(ValueError):
 
 def load_wav(path, sr):
     """Mono float32 audio of `path` resampled to `sr` Hz."""
+    import warnings
+
     import librosa
     try:
-        wav, _ = librosa.load(path, sr=sr, mono=True)
+        with warnings.catch_warnings():  # librosa warns before falling back to audioread
+            warnings.simplefilter("ignore")
+            wav, _ = librosa.load(path, sr=sr, mono=True)
     except Exception as e:  # librosa raises many kinds for unreadable files
         raise AudioError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from None
     return wav.astype(np.float32)

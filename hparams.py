@@ -58,6 +58,19 @@ class HParams:
     disc_wt: float = 0.07
     disc_initial_learning_rate: float = 1e-4
 
+    # Trainers (color_syncnet_train.py, wav2lip_train.py, hq_wav2lip_train.py): the values the
+    # reference hard-codes in its scripts, made explicit.
+    syncnet_switch_threshold: float = 0.75  # eval sync loss below this raises syncnet_wt ...
+    syncnet_wt_after_switch: float = 0.01  # ... to this (wav2lip_train.py)
+    hq_syncnet_wt_after_switch: float = 0.03  # ... or this (hq_wav2lip_train.py)
+    eval_steps: int = 700  # eval batches, wav2lip_train.py
+    hq_eval_steps: int = 300  # eval batches, hq_wav2lip_train.py
+    syncnet_eval_steps: int = 1400  # eval batches, color_syncnet_train.py
+    max_sample_attempts: int = 100  # consecutive unusable draws before a dataset is an error
+    mel_cache_on_disk: bool = True  # keep each clip's mel as <clip>/mel_<settings>.npy
+    seed: int = 0
+    log_interval: int = 1  # training steps between rows of log.csv
+
     def values(self):
         return dataclasses.asdict(self)
 
