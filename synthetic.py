@@ -100,3 +100,52 @@ def draw_face(height, width, mouth_open=0.3, box=None, seed=0):
     mouth_h = max(1, int(round(fh * 0.12 * float(np.clip(mouth_open, 0, 1)))))
     cv2.ellipse(frame, (cx, cy + fh // 4), (mouth_w, mouth_h), 0, 0, 360, (40, 30, 150), -1)
     return frame
+
+
+def mouth_openings(wav, sr, fps, n_frames):
+    """Per video frame, the loudness (RMS) of the audio during that frame, scaled to [0, 1]."""
+    per_frame = sr / fps
+    rms = np.array([np.sqrt(np.mean(np.square(wav[int(f * per_frame):int((f + 1) * per_frame)]) + 1e-12))
+                    for f in range(n_frames)])
+    return np.clip(rms / (0.8 * max(1e-8, rms.max())), 0, 1)
+
+
+def talking_face_clip(seconds, size=96, fps=25, sr=16000, seed=0):
+    """(wav float32, list of BGR uint8 (size, size, 3) face crops) whose mouth follows the loudness.
+
+    Face position, background and skin tint vary with `seed`; a little noise per frame.
+    """
+    rng = np.random.RandomState(seed)
+    wav = speech_like_audio(seconds, sr, seed)
+    n_frames = int(seconds * fps)
+    margin = size // 12
+    box = (rng.randint(0, margin), rng.randint(0, margin),
+           size - rng.randint(0, margin), size - rng.randint(0, margin))
+    tint = rng.randint(-25, 26, size=3)
+    frames = []
+    for f, opening in enumerate(mouth_openings(wav, sr, fps, n_frames)):
+        frame = draw_face(size, size, opening, box, seed).astype(np.int16) + tint
+        frame = frame + rng.normal(0, 2, frame.shape).round().astype(np.int16)
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+    return wav, frames
+
+
+def write_talking_video(path, seconds=1.0, width=160, height=120, fps=25, sr=16000, seed=0):
+    """Write an LRS2-style clip (H.264 video + AAC audio) of a face whose mouth follows speech-like audio.
+
+    Returns the number of frames written.
+    """
+    import os
+    import tempfile
+
+    from audio import save_wav
+    from videoio import VideoWriter
+    wav = speech_like_audio(seconds, sr, seed)
+    n_frames = int(round(seconds * fps))
+    with tempfile.TemporaryDirectory() as tmp:
+        wav_path = os.path.join(tmp, "audio.wav")
+        save_wav(wav, wav_path, sr)
+        with VideoWriter(path, fps, width, height, audio_path=wav_path) as video:
+            for opening in mouth_openings(wav, sr, fps, n_frames):
+                video.write(draw_face(height, width, opening, seed=seed))
+    return n_frames
