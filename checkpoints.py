@@ -8,11 +8,11 @@ Every failure is a CheckpointError naming the file and what is wrong.
 """
 import os
 import re
-import tempfile
 
 import torch
 
 from cli import UserError
+from fileio import atomic_output
 
 # A key only one network has, to tell the user which network a file holds.
 _SIGNATURES = {
@@ -107,17 +107,8 @@ def unwrap(model):
 
 def atomic_save(obj, path):
     """torch.save to a temporary file beside `path`, then rename: never a half-written file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".pth") as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def save_checkpoint(path, model, optimizer=None, global_step=0, global_epoch=0, **extra):

@@ -17,6 +17,7 @@ import os
 import re
 
 from cli import UserError, run_main
+from fileio import atomic_output
 from hparams import SYNCNET_T
 
 SPLITS = ("train", "val", "test")
@@ -86,10 +87,8 @@ def read_lrs2_lists(folder, usable):
 
 
 def write_list(path, names):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_output(path, suffix=".txt") as tmp, open(tmp, "w") as f:
         f.writelines(f"{name}\n" for name in names)
-    os.replace(tmp, path)
 
 
 def main(argv=None):

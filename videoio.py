@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 from cli import UserError
+from fileio import publish, temp_path_beside
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -115,10 +116,7 @@ class VideoWriter:
     def __init__(self, path, fps, width, height, audio_path=None, crf=18, preset="medium"):
         self.path = os.path.abspath(os.fspath(path))
         self.width, self.height = int(width), int(height)
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".mp4")
-        os.close(fd)
+        self._tmp = temp_path_beside(self.path, suffix=".mp4")
         self._stderr = tempfile.TemporaryFile(mode="w+")
         args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
                 "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.width}x{self.height}",
@@ -161,7 +159,7 @@ class VideoWriter:
         if self._process.wait() != 0:
             self._fail()
         self._stderr.close()
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
 
     def abort(self):
         if self._process.poll() is None:

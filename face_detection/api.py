@@ -7,13 +7,13 @@
 import enum
 import os
 import sys
-import tempfile
 import urllib.request
 
 import numpy as np
 import torch
 
 from cli import UserError
+from fileio import atomic_output
 
 from .detect import MIN_SIDE, decode_heads, frames_to_input, select_faces
 from .s3fd import S3FD
@@ -34,17 +34,10 @@ class LandmarksType(enum.Enum):
 
 def download(url, path):
     """Fetch `url` to `path` through a temporary file, so a broken transfer leaves nothing behind."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+    with atomic_output(path, suffix=".pth") as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def ensure_weights(path=None):

@@ -35,6 +35,9 @@ def test_write_then_read_video_with_audio(tmp_path, speech_wav):
         for frame in frames:
             writer.write(frame)
     assert os.listdir(out.parent) == [out.name]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert probe_streams(out)[:2] == ["h264", "aac"]
     with VideoReader(out) as video:
         assert (video.fps, video.frame_count, video.width, video.height) == (25.0, 40, 160, 120)

@@ -1,0 +1,184 @@
+"""Time inference.py against the published algorithm: seconds per stage, output fps, peak RSS.
+
+    python benchmarks/bench_inference.py                 # the issue's input: 600x480, 7.4 s video, 14.2 s audio
+    python benchmarks/bench_inference.py --long          # also a 10x longer video and audio (RSS flatness)
+    python benchmarks/bench_inference.py --long 3 --psnr_frames 100
+    python benchmarks/bench_inference.py --skip_reference --runs fp32
+
+Inputs (synthetic face video, speech-like audio, recipe-weight checkpoint) are
+generated once into --workdir. Every timed run is a fresh Python process;
+peak RSS is that process's ru_maxrss (ffmpeg's own memory is not counted,
+for either side). `--box` is used, so no face detection is timed.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+WIDTH, HEIGHT, FPS = 600, 480, 25
+BOX = (120, 420, 150, 450)  # y1 y2 x1 x2: the drawn face's region
+
+
+def make_inputs(folder, video_frames, audio_seconds, tag=""):
+    from audio import save_wav
+    from synthetic import draw_face, speech_like_audio
+    from videoio import VideoWriter
+    os.makedirs(folder, exist_ok=True)
+    video, speech = os.path.join(folder, f"face{tag}.mp4"), os.path.join(folder, f"speech{tag}.wav")
+    if not os.path.isfile(video):
+        with VideoWriter(video, FPS, WIDTH, HEIGHT, preset="veryfast") as out:
+            for i in range(video_frames):
+                out.write(draw_face(HEIGHT, WIDTH, mouth_open=0.5 + 0.5 * np.sin(i / 3), seed=0))
+    if not os.path.isfile(speech):
+        save_wav(speech_like_audio(audio_seconds, 16000, seed=0), speech, 16000)
+    checkpoint = os.path.join(folder, "wav2lip_recipe.pth")
+    if not os.path.isfile(checkpoint):
+        from checkpoints import save_checkpoint
+        from models import Wav2Lip
+        from synthetic import recipe_state_dict
+        model = Wav2Lip()
+        model.load_state_dict(recipe_state_dict(model))
+        save_checkpoint(checkpoint, model)
+    return video, speech, checkpoint
+
+
+def child(kind, video, speech, checkpoint, outfile, precision):
+    """Run once in this process; print JSON with seconds, stage seconds and peak RSS."""
+    start = time.perf_counter()
+    box = [str(v) for v in BOX]
+    if kind == "reference":
+        from benchmarks.reference_inference import main
+        main(["--checkpoint_path", checkpoint, "--face", video, "--audio", speech, "--outfile", outfile,
+              "--box", *box])
+        stats = {}
+    else:
+        from inference import main
+        stats = main(["--checkpoint_path", checkpoint, "--face", video, "--audio", speech, "--outfile", outfile,
+                      "--box", *box, "--precision", precision, "--quiet"])
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps({"seconds": seconds, "rss_mb": rss_mb,
+                                  "frames": stats.get("frames"), "stages": stats.get("stage_seconds", {})}))
+
+
+def timed_run(kind, video, speech, checkpoint, outfile, precision="fp32"):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, video, speech, checkpoint, outfile, precision]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"{kind} run failed:\n{result.stderr[-2000:]}")
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def count_frames(path):
+    from videoio import VideoReader
+    with VideoReader(path) as video:
+        return sum(1 for _ in video)
+
+
+def generator_throughput(checkpoint, frames=64):
+    """Frames per second of the generator alone: the reference's one 128-batch vs our runner."""
+    import torch
+    from checkpoints import load_model
+    from lipsync import GeneratorRunner
+    from models import Wav2Lip
+    rng = np.random.RandomState(0)
+    faces = rng.randint(0, 256, (frames, 96, 96, 6)).astype(np.uint8)
+    mels = rng.uniform(-4, 4, (frames, 80, 16)).astype(np.float32)
+    model = Wav2Lip()
+    load_model(model, checkpoint)
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        x = torch.FloatTensor(np.transpose(faces / 255., (0, 3, 1, 2)))
+        a = torch.FloatTensor(np.transpose(mels.reshape(frames, 80, 16, 1), (0, 3, 1, 2)))
+        start = time.perf_counter()
+        model(a, x)
+        out["reference (one batch)"] = frames / (time.perf_counter() - start)
+    for precision in ("fp32", "bf16"):
+        runner = GeneratorRunner(model, torch.device("cpu"), precision)
+        runner(mels[:16], list(faces[:16]))  # warm-up
+        start = time.perf_counter()
+        runner(mels, list(faces))
+        out[f"ours {precision}"] = frames / (time.perf_counter() - start)
+    return out
+
+
+def psnr_bf16(video, speech, checkpoint, limit=None):
+    """PSNR of bf16 frames against fp32 frames, over whole frames and over the face box."""
+    import torch
+    import audio
+    from checkpoints import load_model
+    from lipsync import GeneratorRunner
+    from models import Wav2Lip
+    from streaming import FaceBoxes, FaceSource, dub
+    mel = audio.melspectrogram(audio.load_wav(speech, 16000))
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        model = Wav2Lip()
+        load_model(model, checkpoint)
+        runner = GeneratorRunner(model, torch.device("cpu"), precision)
+        frames = dub(FaceSource(video), mel, runner, FaceBoxes(box=BOX))
+        outputs[precision] = [f for _, f in zip(range(limit or 10**9), frames)]
+    y1, y2, x1, x2 = BOX
+    whole = np.mean([np.mean((a.astype(np.float64) - b) ** 2) for a, b in zip(outputs["bf16"], outputs["fp32"])])
+    face = np.mean([np.mean((a[y1:y2, x1:x2].astype(np.float64) - b[y1:y2, x1:x2]) ** 2)
+                    for a, b in zip(outputs["bf16"], outputs["fp32"])])
+    return {"frames": len(outputs["fp32"]), "psnr_whole_db": 10 * np.log10(255 ** 2 / whole),
+            "psnr_face_db": 10 * np.log10(255 ** 2 / face)}
+
+
+def report(name, result, n_frames):
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["stages"].items()))
+    print(f"{name:<28} {result['seconds']:7.1f} s  {n_frames / result['seconds']:6.1f} frames/s  "
+          f"peak RSS {result['rss_mb']:6.0f} MB" + (f"  [stage s: {stages}]" if stages else ""))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", "out"))
+    p.add_argument("--runs", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    p.add_argument("--skip_reference", action="store_true")
+    p.add_argument("--long", type=int, nargs="?", const=10, default=0, metavar="FACTOR",
+                   help="also a FACTOR times (default 10) longer video and audio, in bf16 (RSS flatness)")
+    p.add_argument("--psnr_frames", type=int, default=0, help="frames for the bf16 PSNR (0: all)")
+    p.add_argument("--skip_psnr", action="store_true")
+    args = p.parse_args(argv)
+
+    video, speech, checkpoint = make_inputs(args.workdir, 185, 14.2)
+    print(f"input: {WIDTH}x{HEIGHT} {FPS} fps, 185 frames (7.4 s), 14.2 s audio; --box {' '.join(map(str, BOX))}")
+    results = {}
+    if not args.skip_reference:
+        results["reference"] = timed_run("reference", video, speech, checkpoint, os.path.join(args.workdir, "ref.mp4"))
+        report("reference (in memory)", results["reference"], count_frames(os.path.join(args.workdir, "ref.mp4")))
+    for precision in args.runs:
+        out = os.path.join(args.workdir, f"ours_{precision}.mp4")
+        results[precision] = r = timed_run("ours", video, speech, checkpoint, out, precision)
+        report(f"inference.py {precision}", r, r["frames"])
+        if "reference" in results:
+            print(f"{'':28} speed-up vs reference: {results['reference']['seconds'] / r['seconds']:.2f}x")
+    if args.long:
+        long_video, long_speech, _ = make_inputs(args.workdir, 185 * args.long, 14.2 * args.long,
+                                                 tag=f"_x{args.long}")
+        r = timed_run("ours", long_video, long_speech, checkpoint, os.path.join(args.workdir, "long.mp4"), "bf16")
+        report(f"inference.py bf16, {args.long}x longer", r, r["frames"])
+    print("generator alone (frames/s):", ", ".join(f"{k} {v:.1f}" for k, v in generator_throughput(checkpoint).items()))
+    if not args.skip_psnr:
+        psnr = psnr_bf16(video, speech, checkpoint, args.psnr_frames or None)
+        print(f"bf16 vs fp32 over {psnr['frames']} frames: PSNR {psnr['psnr_whole_db']:.1f} dB whole frame, "
+              f"{psnr['psnr_face_db']:.1f} dB in the face box")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:8])
+    else:
+        main()

@@ -1,0 +1,171 @@
+"""Lip-sync a face video (or image) to any speech audio with a trained Wav2Lip generator.
+
+    python inference.py --checkpoint_path checkpoints/wav2lip_gan.pth --face video.mp4 --audio speech.wav
+    python inference.py --checkpoint_path checkpoints/wav2lip.pth --face photo.jpg --audio talk.mp3 \\
+        --outfile results/photo.mp4 --pads 0 20 0 0
+    python inference.py --checkpoint_path checkpoints/wav2lip_gan.pth --face clip.mp4 --audio a.wav \\
+        --box 40 300 120 380 --precision bf16          # fixed face box, fast reduced precision
+    python inference.py ... --no_face pass              # frames without a face are left as they are
+
+The algorithm is the published one (SPEC section 9); frames are streamed, so
+memory does not grow with the video. See docs/README_inference.md.
+"""
+import argparse
+import os
+from contextlib import closing
+import tempfile
+import time
+
+import numpy as np
+
+from cli import UserError, run_main
+from hparams import SYNCNET_MEL_STEP_SIZE, hparams
+
+
+def parse_bool(text):
+    """--static takes no value, or an explicit one (the published tutorials pass `--static True`)."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint_path", required=True, help="Wav2Lip generator checkpoint (.pth)")
+    p.add_argument("--face", required=True, help="video or image with the face to lip-sync")
+    p.add_argument("--audio", required=True, help="speech: a .wav or any file ffmpeg reads")
+    p.add_argument("--outfile", default="results/result_voice.mp4", help="output MP4 (H.264 + AAC)")
+    p.add_argument("--static", type=parse_bool, nargs="?", const=True, default=False,
+                   help="use only the first frame of the video (images are always static)")
+    p.add_argument("--fps", type=float, default=25., help="frame rate for an image input")
+    p.add_argument("--pads", nargs=4, type=int, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
+                   help="pixels added to the detected box (default 0 10 0 0: include the chin)")
+    p.add_argument("--face_det_batch_size", type=int, default=16, help="frames per face-detector batch")
+    p.add_argument("--wav2lip_batch_size", type=int, default=128, help="frames per generator batch")
+    p.add_argument("--resize_factor", type=int, default=1, help="divide the video's width and height by this")
+    p.add_argument("--crop", nargs=4, type=int, default=[0, -1, 0, -1], metavar=("Y1", "Y2", "X1", "X2"),
+                   help="keep only this region of the video (-1: to the edge)")
+    p.add_argument("--box", nargs=4, type=int, default=[-1, -1, -1, -1], metavar=("Y1", "Y2", "X1", "X2"),
+                   help="fixed face box for every frame instead of detection (-1: detect)")
+    p.add_argument("--rotate", action="store_true", help="rotate the video 90 degrees clockwise")
+    p.add_argument("--nosmooth", action="store_true", help="do not average face boxes over 5 frames")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="generator precision: fp32 (exact), bf16 (fast on CPU), fp16 (CUDA)")
+    p.add_argument("--pass_size", type=int, default=None,
+                   help="faces per generator pass (default 16 on CPU, --wav2lip_batch_size on CUDA); "
+                        "larger is faster on a busy CPU but uses more memory; frames are the same")
+    p.add_argument("--no_face", choices=("error", "pass"), default="error",
+                   help="frames where no face is found: stop with an error, or pass them through")
+    p.add_argument("--box_cache", default=None, metavar="DIR",
+                   help="folder of cached face boxes (default ~/.cache/wav2lip/boxes)")
+    p.add_argument("--no_box_cache", action="store_true", help="neither read nor write cached boxes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def check_args(args):
+    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    if min(args.pads) < 0:
+        raise UserError(f"--pads must not be negative, got {' '.join(map(str, args.pads))}")
+    for name in ("face", "audio", "checkpoint_path"):
+        path = getattr(args, name)
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: file not found (--{name})")
+
+
+def load_mel(path, workdir):
+    """The 80-band mel of `path` at 16 kHz; UserError for unreadable, silent or too short audio."""
+    import audio
+    from videoio import extract_audio
+    wav_path = path
+    if os.path.splitext(path)[1].lower() != ".wav":
+        wav_path = os.path.join(workdir, "audio.wav")
+        extract_audio(path, wav_path, hparams.sample_rate)
+    try:
+        wav = audio.load_wav(wav_path, hparams.sample_rate)
+        if wav.size == 0:
+            raise UserError(f"{path}: the audio is empty")
+        if not np.any(wav):
+            raise UserError(f"{path}: the audio is silent (all samples zero), nothing to lip-sync")
+        mel = audio.melspectrogram(wav)
+    except audio.AudioError as e:
+        reason = str(e).removeprefix(f"{wav_path}: ")
+        raise UserError(f"{path}: {reason}") from None
+    if mel.shape[1] < SYNCNET_MEL_STEP_SIZE:
+        seconds = SYNCNET_MEL_STEP_SIZE * hparams.hop_size / hparams.sample_rate
+        raise UserError(f"{path}: the audio lasts {len(wav) / hparams.sample_rate:.3f} s, "
+                        f"shorter than one mel window ({seconds:.2f} s)")
+    return mel
+
+
+def size_of(frame):
+    height, width = frame.shape[:2]
+    return width, height
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    import torch
+    from devices import get_device
+    from lipsync import GeneratorRunner, load_generator
+    from streaming import (BackgroundWriter, BoxCache, FaceBoxes, FaceSource, StageTimes, dub,
+                           load_face_detector)
+    from videoio import VideoWriter
+
+    started = time.perf_counter()
+    device = get_device(args.device)
+    if args.precision == "fp16" and device.type != "cuda":
+        raise UserError(f"--precision fp16 needs a CUDA device (got {device}); use bf16 on CPU")
+    with tempfile.TemporaryDirectory(prefix="wav2lip-") as workdir:
+        mel = load_mel(args.audio, workdir)
+        source = FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
+                            rotate=args.rotate, crop=args.crop)
+        model = load_generator(args.checkpoint_path, device)
+        # On CPU, passes of 16 faces keep memory low (activations grow with the pass); any pass
+        # size gives the same frames (lipsync.pass_sizes).
+        default_pass = args.wav2lip_batch_size if device.type == "cuda" else 16
+        micro_batch = min(args.pass_size or default_pass, args.wav2lip_batch_size)
+        runner = GeneratorRunner(model, device, args.precision, micro_batch=micro_batch)
+        if args.box[0] == -1:
+            cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder())
+            boxes = FaceBoxes(detector=load_face_detector(device), batch_size=args.face_det_batch_size,
+                              pads=args.pads, smooth=not args.nosmooth, no_face=args.no_face,
+                              cache=cache, device=device)
+        else:
+            boxes = FaceBoxes(box=tuple(args.box))
+        times = StageTimes()
+        frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
+                     progress=not args.quiet)
+        with closing(frames), VideoWriter(args.outfile, source.fps, *size_of(first := next(frames)),
+                                          audio_path=args.audio) as video:
+            writer = BackgroundWriter(video, times=times)
+            try:
+                writer.write(first)
+                count = 1
+                for frame in frames:
+                    writer.write(frame)
+                    count += 1
+            finally:
+                writer.join()
+            start = time.perf_counter()
+        times.add("encode", time.perf_counter() - start)
+    seconds = time.perf_counter() - started
+    if not args.quiet:
+        print(f"wrote {args.outfile}: {count} frames at {source.fps:g} fps in {seconds:.1f} s "
+              f"({device}, {args.precision}, {torch.get_num_threads()} threads)")
+    return {"frames": count, "fps": source.fps, "seconds": seconds, "stage_seconds": dict(times),
+            "encoded_faces": runner.encoded_faces}
+
+
+if __name__ == "__main__":
+    run_main(main)
