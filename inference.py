@@ -8,7 +8,7 @@
     python inference.py ... --no_face pass              # frames without a face are left as they are
 
 The algorithm is the published one (SPEC section 9); frames are streamed, so
-memory does not grow with the video. See docs/README_inference.md.
+memory does not grow with the video. See README.md (Inference).
 """
 import argparse
 import os
