@@ -107,6 +107,19 @@ def load_mel(path, workdir):
     return mel
 
 
+def return_freed_memory_to_os():
+    """Have glibc serve large blocks with mmap, so freed activations leave the process.
+
+    Otherwise its adaptive threshold keeps them in the heap: about 140 MB more peak RSS.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+    if sys.platform.startswith("linux") and (libc := ctypes.util.find_library("c")):
+        M_MMAP_THRESHOLD = -3
+        ctypes.CDLL(libc).mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+
+
 def size_of(frame):
     height, width = frame.shape[:2]
     return width, height
@@ -123,6 +136,7 @@ def main(argv=None):
     from videoio import VideoWriter
 
     started = time.perf_counter()
+    return_freed_memory_to_os()
     device = get_device(args.device)
     if args.precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (got {device}); use bf16 on CPU")
