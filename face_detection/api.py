@@ -1,6 +1,6 @@
 """FaceAlignment: the face detector Wav2Lip's scripts call, and batched detection over many frames.
 
-    detector = FaceAlignment(LandmarksType._2D, flip_input=False, device="cuda")
+    detector = FaceAlignment(LandmarksType._2D, flip_input=False, device="auto")
     boxes = detector.get_detections_for_batch(frames)  # [(x1, y1, x2, y2) or None, ...]
     boxes = detect_faces(detector, frames, batch_size=16)  # any number of frames, OOM-safe
 """

@@ -142,5 +142,5 @@ def test_map_location_cuda(tmp_path, disc_state):
     path = tmp_path / "d.pth"
     torch.save({"state_dict": disc_state}, path)
     model = Wav2Lip_disc_qual().to("cuda")
-    load_model(model, path, device="cuda")
+    load_model(model, path, device=torch.device("cuda", 0))
     assert next(model.parameters()).device.type == "cuda"
