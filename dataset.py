@@ -96,27 +96,40 @@ def load_split(data_root, split, filelists_dir="filelists"):
     return clips
 
 
+def inspect_clip(clip):
+    """(frame ids, problem) of a preprocessed clip folder; problem is None when it can be trained on.
+
+    The one rule for a usable clip (the trainers' and make_filelists.py's): the folder
+    holds audio.wav and more than 3 * syncnet_T face crops named <i>.jpg.
+    """
+    if not os.path.isdir(clip):
+        return set(), "missing folder"
+    ids, has_audio = set(), False
+    for name in os.listdir(clip):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() == ".jpg" and stem.isdigit():
+            ids.add(int(stem))
+        has_audio = has_audio or name == "audio.wav"
+    if not has_audio:
+        return ids, "no audio.wav"
+    if len(ids) < MIN_FRAMES:
+        return ids, "too few frames"
+    return ids, None
+
+
 def scan_clips(clips, source):
-    """{clip: sorted frame ids} of the clips with audio.wav and more than 3*T frames.
+    """{clip: frame ids} of the usable clips (`inspect_clip`).
 
     Raises DatasetError (with the reasons counted) if none is usable.
     """
-    usable, missing_folder, missing_audio, few_frames = {}, 0, 0, 0
+    usable, problems = {}, {"missing folder": 0, "no audio.wav": 0, "too few frames": 0}
     for clip in clips:
-        if not os.path.isdir(clip):
-            missing_folder += 1
-            continue
-        ids = set()
-        for name in os.listdir(clip):
-            stem, ext = os.path.splitext(name)
-            if ext.lower() == ".jpg" and stem.isdigit():
-                ids.add(int(stem))
-        if not os.path.isfile(os.path.join(clip, "audio.wav")):
-            missing_audio += 1
-        elif len(ids) < MIN_FRAMES:
-            few_frames += 1
-        else:
+        ids, problem = inspect_clip(clip)
+        if problem is None:
             usable[clip] = ids
+        else:
+            problems[problem] += 1
+    missing_folder, missing_audio, few_frames = problems.values()
     if not usable:
         raise DatasetError(
             f"{source}: none of the {len(clips)} clips is usable ({missing_folder} missing folders, "

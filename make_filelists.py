@@ -14,7 +14,6 @@ they are (text after a space is ignored), keeping the entries that are usable.
 """
 import argparse
 import os
-import re
 
 from cli import UserError, run_main
 from fileio import atomic_output
@@ -29,21 +28,20 @@ def visible_dirs(folder):
 
 
 def scan_clips(preprocessed_root):
-    """(usable clip names "<group>/<clip>", {reason: count} of the clips left out)."""
-    frame_name = re.compile(r"^\d+\.jpg$")
+    """(usable clip names "<group>/<clip>", {reason: count} of the clips left out).
+
+    Usable is what the trainers accept (dataset.inspect_clip).
+    """
+    from dataset import inspect_clip
+    reasons = {"no audio.wav": "no audio.wav", "too few frames": f"{MIN_FRAMES} face crops or fewer"}
     usable, skipped = [], {}
     for group in visible_dirs(preprocessed_root):
         for clip in visible_dirs(os.path.join(preprocessed_root, group)):
-            names = os.listdir(os.path.join(preprocessed_root, group, clip))
-            frames = sum(1 for n in names if frame_name.match(n))
-            if "audio.wav" not in names:
-                reason = "no audio.wav"
-            elif frames <= MIN_FRAMES:
-                reason = f"{MIN_FRAMES} face crops or fewer"
-            else:
+            _, problem = inspect_clip(os.path.join(preprocessed_root, group, clip))
+            if problem is None:
                 usable.append(f"{group}/{clip}")
-                continue
-            skipped[reason] = skipped.get(reason, 0) + 1
+            else:
+                skipped[reasons[problem]] = skipped.get(reasons[problem], 0) + 1
     return usable, skipped
 
 

@@ -188,11 +188,6 @@ def load_face_detector(device):
                                         device=str(device))
 
 
-def detector_weights_path():
-    from face_detection import api
-    return api.default_weights_path()
-
-
 class BoxCache:
     """Detector rects of a video, stored so that dubbing it again skips face detection.
 
@@ -212,8 +207,9 @@ class BoxCache:
 
     @staticmethod
     def key(source, detector_batch_size, device):
+        from face_detection import default_weights_path
         stat = os.stat(source.path)
-        weights = detector_weights_path()
+        weights = default_weights_path()
         weights_stat = os.stat(weights) if weights and os.path.isfile(weights) else None
         return json.dumps({
             "video": os.path.abspath(source.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
