@@ -21,15 +21,33 @@ class AudioError(ValueError):
 
 
 def load_wav(path, sr):
-    """Mono float32 audio of `path` resampled to `sr` Hz."""
+    """Mono float32 audio of `path` at `sr` Hz, as librosa.load(path, sr=sr) gives it.
+
+    soundfile reads it (librosa's first choice); librosa is imported only to
+    resample, or to fall back to audioread for files soundfile cannot read:
+    importing it costs seconds and 200 MB.
+    """
     import warnings
 
-    import librosa
+    import soundfile
+    try:
+        with soundfile.SoundFile(path) as f:
+            native_sr = f.samplerate
+            wav = f.read(dtype="float32", always_2d=False).T
+    except (soundfile.SoundFileError, RuntimeError, OSError, TypeError):
+        native_sr, wav = None, None
     try:
         with warnings.catch_warnings():  # librosa warns before falling back to audioread
             warnings.simplefilter("ignore")
-            wav, _ = librosa.load(path, sr=sr, mono=True)
-    except Exception as e:  # librosa raises many kinds for unreadable files
+            if wav is None:
+                import librosa
+                wav, native_sr = librosa.load(path, sr=None, mono=False)
+            if wav.ndim > 1:  # librosa.to_mono
+                wav = np.mean(wav, axis=tuple(range(wav.ndim - 1)))
+            if native_sr != sr:
+                import librosa
+                wav = librosa.resample(wav, orig_sr=native_sr, target_sr=sr)  # librosa.load's soxr_hq
+    except Exception as e:  # librosa and audioread raise many kinds for unreadable files
         raise AudioError(f"{path}: cannot read audio ({type(e).__name__}: {e})") from None
     return wav.astype(np.float32)
 
@@ -43,10 +61,13 @@ def save_wav(wav, path, sr):
 
 
 def preemphasis(wav, k, preemphasize=True):
-    from scipy import signal
-    if preemphasize:
-        return signal.lfilter([1, -k], [1], wav)
-    return wav
+    """y[n] = x[n] - k x[n-1] in float64: scipy.signal.lfilter([1, -k], [1], wav), bit for bit."""
+    if not preemphasize:
+        return wav
+    x = np.asarray(wav, dtype=np.float64)
+    y = x.copy()
+    y[1:] = x[1:] - k * x[:-1]
+    return y
 
 
 def inv_preemphasis(wav, k, inv_preemphasize=True):
@@ -56,18 +77,71 @@ def inv_preemphasis(wav, k, inv_preemphasize=True):
     return wav
 
 
+@lru_cache(maxsize=4)
+def hann_window(length):
+    """Periodic Hann window, float64, computed as scipy.signal.get_window("hann", length)."""
+    fac = np.linspace(-np.pi, np.pi, length + 1, dtype=np.float64)
+    window = np.zeros(length + 1, dtype=np.float64)
+    for k, a in enumerate((0.5, 0.5)):
+        window += a * np.cos(k * fac)
+    return window[:-1]
+
+
 def _stft(y, hp):
-    import librosa
-    # librosa >= 0.10 pads with zeros by default; the published models saw reflect padding.
-    return librosa.stft(y=y, n_fft=hp.n_fft, hop_length=hp.hop_size, win_length=hp.win_size,
-                        center=True, pad_mode="reflect")
+    """Centred STFT with reflect padding (librosa.stft(..., pad_mode="reflect") bit for bit):
+    (1 + n_fft // 2, 1 + len(y) // hop_size) complex.
+
+    librosa >= 0.10 pads with zeros by default; the published models saw reflect padding.
+    """
+    return _stft_of_padded(np.pad(y, hp.n_fft // 2, mode="reflect"), hp)
+
+
+def _stft_of_padded(samples, hp):
+    if hp.win_size != hp.n_fft:
+        raise ValueError(f"win_size ({hp.win_size}) must equal n_fft ({hp.n_fft})")
+    frames = np.lib.stride_tricks.sliding_window_view(samples, hp.n_fft)[::hp.hop_size]
+    return np.fft.rfft(frames * hann_window(hp.n_fft), axis=-1).T
+
+
+def hz_to_mel(frequencies):
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    frequencies = np.asanyarray(frequencies, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = (frequencies - 0.0) / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
+    if mels.ndim == 0:
+        return min_log_mel + np.log(frequencies / min_log_hz) / logstep if frequencies >= min_log_hz else mels
+    log_t = frequencies >= min_log_hz
+    mels[log_t] = min_log_mel + np.log(frequencies[log_t] / min_log_hz) / logstep
+    return mels
+
+
+def mel_to_hz(mels):
+    mels = np.asanyarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = 0.0 + f_sp * mels
+    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    return freqs
 
 
 @lru_cache(maxsize=4)
 def _mel_basis(sample_rate, n_fft, num_mels, fmin, fmax):
-    import librosa
+    """(num_mels, 1 + n_fft // 2) float32 Slaney-normalised triangles: librosa.filters.mel
+    (htk=False, norm="slaney"), bit for bit."""
     assert fmax <= sample_rate // 2
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=num_mels, fmin=fmin, fmax=fmax)
+    weights = np.zeros((num_mels, 1 + n_fft // 2), dtype=np.float32)
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), num_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    for i in range(num_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:num_mels + 2] - mel_f[:num_mels]))[:, np.newaxis]
+    return weights
 
 
 def _amp_to_db(x, hp):
@@ -84,13 +158,38 @@ def _normalize(S, hp):
     return np.clip(S, 0, m) if hp.allow_clipping_in_normalization else S
 
 
-def _spectrum(wav, hp):
+def _checked(wav):
     wav = np.asarray(wav)
     if wav.ndim != 1 or wav.size == 0:
         raise AudioError(f"audio must be a non-empty 1-D waveform, got shape {wav.shape}")
     if not np.all(np.isfinite(wav)):
         raise AudioError("audio contains NaN or infinite samples")
-    return np.abs(_stft(preemphasis(wav, hp.preemphasis, hp.preemphasize), hp))
+    return wav
+
+
+def _spectrum(wav, hp):
+    return np.abs(_stft(preemphasis(_checked(wav), hp.preemphasis, hp.preemphasize), hp))
+
+
+def _emphasised_padded(wav, hp, start, stop):
+    """Samples [start, stop) of the pre-emphasised, reflect-padded signal that _stft sees,
+    computed from the samples they come from only, with the same arithmetic."""
+    pad, n = hp.n_fft // 2, len(wav)
+    if n <= pad:  # np.pad reflects a short signal several times over: let it
+        return np.pad(preemphasis(wav, hp.preemphasis, hp.preemphasize), pad, mode="reflect")[start:stop]
+    j = np.abs(np.arange(start, stop) - pad)  # reflected at the start...
+    j = np.where(j > n - 1, 2 * (n - 1) - j, j)  # ...and at the end
+    if not hp.preemphasize:
+        return wav[j]
+    y = wav[j].astype(np.float64) - hp.preemphasis * wav[np.maximum(j - 1, 0)].astype(np.float64)
+    y[j == 0] = wav[0]
+    return y
+
+
+def _mel_frames(wav, hp, first, end, basis):
+    """Mel magnitudes of STFT frames [first, end): the columns of np.dot(basis, _spectrum(wav))."""
+    samples = _emphasised_padded(wav, hp, first * hp.hop_size, (end - 1) * hp.hop_size + hp.n_fft)
+    return np.dot(basis, np.abs(_stft_of_padded(samples, hp)))
 
 
 def _finish(S, hp, what):
@@ -107,8 +206,21 @@ def linearspectrogram(wav, hp=default_hparams):
     return _finish(S, hp, "linear spectrogram")
 
 
+MEL_BLOCK_FRAMES = 2048  # STFT frames (25.6 s) per block: the transient memory of melspectrogram
+
+
 def melspectrogram(wav, hp=default_hparams):
-    """(num_mels, 1 + len(wav) // hop_size) normalised log-mel spectrogram."""
+    """(num_mels, 1 + len(wav) // hop_size) normalised log-mel spectrogram.
+
+    Computed in blocks of STFT frames, so an hour of audio needs no gigabytes
+    of complex spectrum; every value equals the whole-signal computation.
+    """
+    wav = _checked(wav)
     basis = _mel_basis(hp.sample_rate, hp.n_fft, hp.num_mels, hp.fmin, hp.fmax)
-    S = _amp_to_db(np.dot(basis, _spectrum(wav, hp)), hp) - hp.ref_level_db
-    return _finish(S, hp, "mel spectrogram")
+    n_frames = 1 + len(wav) // hp.hop_size
+    mel = np.empty((hp.num_mels, n_frames), dtype=np.float32)
+    for first in range(0, n_frames, MEL_BLOCK_FRAMES):
+        end = min(first + MEL_BLOCK_FRAMES, n_frames)
+        S = _amp_to_db(_mel_frames(wav, hp, first, end, basis), hp) - hp.ref_level_db
+        mel[:, first:end] = _finish(S, hp, "mel spectrogram")
+    return mel

@@ -57,8 +57,8 @@ def build_parser():
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="generator precision: fp32 (exact), bf16 (fast on CPU), fp16 (CUDA)")
     p.add_argument("--pass_size", type=int, default=None,
-                   help="faces per generator pass (default 16 on CPU, --wav2lip_batch_size on CUDA); "
-                        "larger is faster on a busy CPU but uses more memory; frames are the same")
+                   help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16; on CUDA: "
+                        "--wav2lip_batch_size); any value gives the same frames")
     p.add_argument("--no_face", choices=("error", "pass"), default="error",
                    help="frames where no face is found: stop with an error, or pass them through")
     p.add_argument("--box_cache", default=None, metavar="DIR",
@@ -107,17 +107,22 @@ def load_mel(path, workdir):
     return mel
 
 
-def return_freed_memory_to_os():
-    """Have glibc serve large blocks with mmap, so freed activations leave the process.
+def reuse_freed_memory():
+    """Have glibc keep freed blocks under 32 MB in the heap for the next generator pass.
 
-    Otherwise its adaptive threshold keeps them in the heap: about 140 MB more peak RSS.
+    Its defaults return them to the OS and then page-fault fresh zeroed pages
+    for every activation of every pass: a third of the fp32 time. With passes
+    small enough for their activations to stay under 32 MB (lipsync.CPU_PASS_SIZE),
+    the heap settles at one pass's working set, whatever the video's length.
     """
     import ctypes
     import ctypes.util
     import sys
     if sys.platform.startswith("linux") and (libc := ctypes.util.find_library("c")):
-        M_MMAP_THRESHOLD = -3
-        ctypes.CDLL(libc).mallopt(M_MMAP_THRESHOLD, 128 * 1024)
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc = ctypes.CDLL(libc)
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed threshold
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
 
 
 def size_of(frame):
@@ -130,13 +135,13 @@ def main(argv=None):
     check_args(args)
     import torch
     from devices import get_device
-    from lipsync import GeneratorRunner, load_generator
+    from lipsync import GeneratorRunner, default_pass_size, load_generator
     from streaming import (BackgroundWriter, BoxCache, FaceBoxes, FaceSource, StageTimes, dub,
                            load_face_detector)
     from videoio import VideoWriter
 
     started = time.perf_counter()
-    return_freed_memory_to_os()
+    reuse_freed_memory()
     device = get_device(args.device)
     if args.precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (got {device}); use bf16 on CPU")
@@ -145,10 +150,8 @@ def main(argv=None):
         source = FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
                             rotate=args.rotate, crop=args.crop)
         model = load_generator(args.checkpoint_path, device)
-        # On CPU, passes of 16 faces keep memory low (activations grow with the pass); any pass
-        # size gives the same frames (lipsync.pass_sizes).
-        default_pass = args.wav2lip_batch_size if device.type == "cuda" else 16
-        micro_batch = min(args.pass_size or default_pass, args.wav2lip_batch_size)
+        micro_batch = min(args.pass_size or default_pass_size(device, args.precision, args.wav2lip_batch_size),
+                          args.wav2lip_batch_size)
         runner = GeneratorRunner(model, device, args.precision, micro_batch=micro_batch)
         if args.box[0] == -1:
             cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder())
@@ -161,7 +164,7 @@ def main(argv=None):
         frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
                      progress=not args.quiet)
         with closing(frames), VideoWriter(args.outfile, source.fps, *size_of(first := next(frames)),
-                                          audio_path=args.audio) as video:
+                                          audio_path=args.audio, nice=10) as video:
             writer = BackgroundWriter(video, times=times)
             try:
                 writer.write(first)

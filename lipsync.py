@@ -8,6 +8,7 @@
 
 Nothing here reads media: streaming.py feeds these from videos, inference.py is the CLI.
 """
+import os
 import warnings
 from collections import deque
 
@@ -143,6 +144,15 @@ def face_input(crop):
     return np.concatenate((masked, face), axis=2)
 
 
+def default_pass_size(device, precision, batch_size):
+    """Faces per generator pass: on CPU, as many as keep each activation under 32 MB (glibc's
+    largest heap block, see inference.reuse_freed_memory): 8 in fp32, 16 in 16-bit. Larger
+    passes page-fault fresh memory at every layer and are slower. On a GPU: the whole batch."""
+    if torch.device(device).type != "cpu":
+        return batch_size
+    return 8 if precision == "fp32" else 16
+
+
 def pass_sizes(n, size):
     """Sizes of the generator passes over n faces: at most `size` (at least 2) each, and none
     of a single face unless n == 1.
@@ -159,20 +169,107 @@ def pass_sizes(n, size):
     return sizes
 
 
+@torch.no_grad()
+def fold_batch_norms(model):
+    """Fold every eval-mode BatchNorm2d into the (transposed) convolution before it, in place.
+
+    y = (conv(x) - mean) / sqrt(var + eps) * gamma + beta is a convolution with
+    weights scaled per output channel: one layer instead of two. The numbers
+    change in the last bits, so only the reduced-precision paths use it.
+    """
+    for sequential in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(1, len(sequential)):
+            conv, norm = sequential[i - 1], sequential[i]
+            if not (isinstance(norm, torch.nn.BatchNorm2d) and isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))):
+                continue
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            out_axis = 1 if isinstance(conv, torch.nn.ConvTranspose2d) else 0
+            shape = [1] * conv.weight.dim()
+            shape[out_axis] = -1
+            conv.weight.mul_(scale.reshape(shape))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+            conv.bias = torch.nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+            sequential[i] = torch.nn.Identity()
+    return model
+
+
+def _gather(sources):
+    """The decoder's skip inputs for a pass from one (features, row) per face: runs of rows of
+    the same features become one slice, and the slices are joined per level.
+
+    A pass of new faces is one slice of its encoder batch: no copy at all.
+    """
+    runs = []  # [features, first row, end row]
+    for features, row in sources:
+        if runs and runs[-1][0] is features and runs[-1][2] == row:
+            runs[-1][2] += 1
+        else:
+            runs.append([features, row, row + 1])
+    levels = zip(*[tuple(f[a:b] for f in features) for features, a, b in runs])
+    return [parts[0] if len(parts) == 1 else torch.cat(parts, dim=0) for parts in levels]
+
+
+class FeatureStore:
+    """The face encoder's outputs for faces that will come again, kept in a temporary file.
+
+    One face's 7 outputs take 1.2 MB in fp32, so a looping video of a few
+    hundred frames would need hundreds of MB of memory; a file keeps the
+    process's memory flat, and reading a face back (from the page cache,
+    usually) costs far less than encoding it. The file is deleted on close.
+    """
+
+    def __init__(self):
+        self._file = None
+        self._index = {}  # key -> (offset, [(shape (C, H, W), dtype)] per level)
+
+    def __contains__(self, key):
+        return key in self._index
+
+    def put(self, key, features):
+        """features: the 7 outputs (C, H, W) of one face, channels_last in memory."""
+        import tempfile
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="wav2lip-features-")
+        offset = self._file.seek(0, os.SEEK_END)
+        layout = []
+        for f in features:
+            hwc = f.permute(1, 2, 0).contiguous().cpu()  # the channels_last bytes, as they are
+            self._file.write(hwc.view(torch.uint8).numpy().tobytes())
+            layout.append((tuple(f.shape), f.dtype))
+        self._index[key] = (offset, layout)
+
+    def get(self, key, device):
+        """The 7 outputs of `key` as (1, C, H, W) channels_last tensors on `device`."""
+        offset, layout = self._index[key]
+        self._file.seek(offset)
+        features = []
+        for (c, h, w), dtype in layout:
+            data = bytearray(self._file.read(c * h * w * dtype.itemsize))
+            hwc = torch.frombuffer(data, dtype=dtype).reshape(1, h, w, c)
+            features.append(hwc.permute(0, 3, 1, 2).to(device))
+        return features
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._index.clear()
+
+
 class GeneratorRunner:
     """Runs the Wav2Lip generator on batches, frame-exact with the reference in fp32.
 
     Each face goes through the face encoder once per key: faces that repeat
-    (a still image, a looping video) reuse the encoder outputs cached under
-    their key, up to `feature_cache_bytes`. Large batches are split into
-    passes of `micro_batch` faces (see `pass_sizes`), which bounds memory.
+    (a still image, a looping video) reuse the encoder outputs stored under
+    their key (in a temporary file, see FeatureStore). Large batches are split
+    into passes of `micro_batch` faces (see `pass_sizes`), which bounds memory.
 
-    precision: "fp32" (faithful), "bf16" (autocast, fast on CPUs with AMX or
-    AVX512-BF16, and on recent GPUs) or "fp16" (CUDA only).
+    precision: "fp32" (faithful), "bf16" (fast on CPUs with AMX or AVX512-BF16,
+    and on recent GPUs) or "fp16" (CUDA only). The runner takes `model` over:
+    reduced precision folds its BatchNorms and casts it in place.
     """
 
-    def __init__(self, model, device, precision="fp32", micro_batch=16,
-                 feature_cache_bytes=128 << 20):
+    def __init__(self, model, device, precision="fp32", micro_batch=8):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
@@ -181,20 +278,19 @@ class GeneratorRunner:
         self.precision = precision
         self.micro_batch = max(1, int(micro_batch))
         self.model = model.to(device).eval()
-        self._autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-        if self._autocast_dtype is not None:
-            # Reduced precision changes the numbers anyway: channels_last weights are faster.
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self._features = {}  # key -> (encoder pass outputs, row)
-        self._blocks = {}  # id -> encoder pass outputs kept for the cache
-        self._feature_bytes = 0
-        self.feature_cache_bytes = int(feature_cache_bytes)
+        # Inference only, so ReLUs may overwrite their input: one activation-sized write less
+        # per layer, and the same numbers.
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.ReLU):
+                module.inplace = True
+        self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        if precision != "fp32":
+            # Reduced precision changes the numbers anyway: fold each BatchNorm into its
+            # convolution (in fp32), then cast once and run channels_last, the fast layout.
+            fold_batch_norms(self.model)
+            self.model = self.model.to(dtype=self._dtype, memory_format=torch.channels_last)
+        self._features = FeatureStore()  # encoder outputs of faces that come again
         self.encoded_faces = 0  # faces that went through the face encoder (for tests/benchmarks)
-
-    def _autocast(self):
-        if self._autocast_dtype is None:
-            return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self._autocast_dtype)
 
     def _faces_tensor(self, batch):
         """(N, 96, 96, 6) uint8 -> (N, 6, 96, 96) float in [0, 1], in NHWC memory (channels_last).
@@ -205,7 +301,7 @@ class GeneratorRunner:
         reference's float64 / 255. cast to float32 (checked for all 256 values).
         """
         x = torch.from_numpy(batch.astype(np.float32) / np.float32(255)).permute(0, 3, 1, 2)
-        return x.to(self.device)
+        return x.to(self.device, self._dtype)
 
     def _mels_tensor(self, mels):
         """(N, 80, 16) -> (N, 1, 80, 16) with the reference's strides, (1280, 1, 16, 1).
@@ -214,7 +310,7 @@ class GeneratorRunner:
         np.newaxis (stride 0) gives other last bits than the reference's reshape.
         """
         mels = np.ascontiguousarray(mels, dtype=np.float32)
-        return torch.from_numpy(np.transpose(mels.reshape(*mels.shape, 1), (0, 3, 1, 2))).to(self.device)
+        return torch.from_numpy(np.transpose(mels.reshape(*mels.shape, 1), (0, 3, 1, 2))).to(self.device, self._dtype)
 
     def _encode(self, faces, alone=False):
         """List of N (96, 96, 6) uint8 inputs -> the 7 encoder outputs (N', C, H, W) as a tuple.
@@ -224,32 +320,6 @@ class GeneratorRunner:
         batch = np.stack(faces if alone or len(faces) > 1 else faces * 2)  # (N', 96, 96, 6)
         self.encoded_faces += len(faces)
         return tuple(self.model.encode_face(self._faces_tensor(batch)))
-
-    def _cache(self, key, block, row):
-        """Remember where `key`'s encoder outputs are: row `row` of the encoder pass `block`."""
-        if id(block) not in self._blocks:
-            size = sum(f.numel() * f.element_size() for f in block)
-            if self._feature_bytes + size > self.feature_cache_bytes:
-                return
-            self._blocks[id(block)] = block
-            self._feature_bytes += size
-        self._features[key] = (block, row)
-
-    @staticmethod
-    def _gather(rows):
-        """Encoder outputs for a pass from (block, row) per face: views of runs of rows, joined.
-
-        Whole passes of new faces, and replays of a looping video, are one or two runs, so
-        this rarely copies more than a pass worth of features.
-        """
-        runs = []  # [block, first row, end row]
-        for block, row in rows:
-            if runs and runs[-1][0] is block and runs[-1][2] == row:
-                runs[-1][2] += 1
-            else:
-                runs.append([block, row, row + 1])
-        levels = zip(*[tuple(f[a:b] for f in block) for block, a, b in runs])
-        return [parts[0] if len(parts) == 1 else torch.cat(parts, dim=0) for parts in levels]
 
     def has_features(self, key):
         return key is not None and key in self._features
@@ -267,29 +337,34 @@ class GeneratorRunner:
         keys = list(keys) if keys is not None else [None] * len(mels)
         if len(mels) == 1 and faces[0] is None:
             raise ValueError("a batch of one face needs its input (it is encoded alone, as the reference does)")
-        in_call = {}  # key -> (block, row) of faces encoded during this call
         out = []
-        with self._autocast():
-            for part in self._passes(len(mels)):
-                todo, todo_keys = [], set()
-                for i in part:
-                    key = keys[i]
-                    if len(mels) == 1 or key is None or not (
-                            key in self._features or key in in_call or key in todo_keys):
-                        todo.append(i)
-                        todo_keys.add(key)
-                rows = {}
-                if todo:
-                    block = self._encode([faces[i] for i in todo], alone=len(mels) == 1)
-                    for row, i in enumerate(todo):
-                        rows[i] = (block, row)
-                        if keys[i] is not None and len(mels) > 1:
-                            in_call[keys[i]] = (block, row)
-                            self._cache(keys[i], block, row)
-                skips = self._gather([rows[i] if i in rows else in_call.get(keys[i]) or self._features[keys[i]]
-                                      for i in part])  # 7 x (b, C, H, W)
-                mel = self._mels_tensor(mels[part.start:part.stop])  # (b, 1, 80, 16)
-                pred = self.model.decode(self.model.audio_encoder(mel), skips)  # (b, 3, 96, 96)
-                pred = pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.
-                out.append(pred.astype(np.uint8))
+        for part in self._passes(len(mels)):
+            # Encode the faces met for the first time (a lone face always: see pass_sizes).
+            todo = {}  # index -> row of this pass's encoder batch
+            for i in part:
+                if len(mels) == 1 or keys[i] is None or not (keys[i] in self._features or keys[i] in
+                                                             (keys[j] for j in todo)):
+                    todo[i] = len(todo)
+            block = self._encode([faces[i] for i in todo], alone=len(mels) == 1) if todo else None
+            if block is not None and len(mels) > 1:
+                for i, row in todo.items():
+                    if keys[i] is not None:
+                        self._features.put(keys[i], [f[row] for f in block])
+            first_of_key = {keys[i]: i for i in reversed(todo)}
+            sources = []  # per face: (block, row) to slice from
+            stored = {}
+            for i in part:
+                if i not in todo and keys[i] in first_of_key:
+                    i = first_of_key[keys[i]]
+                if i in todo:
+                    sources.append((block, todo[i]))
+                else:
+                    if keys[i] not in stored:
+                        stored[keys[i]] = self._features.get(keys[i], self.device)
+                    sources.append((stored[keys[i]], 0))
+            skips = _gather(sources)  # 7 x (b, C, H, W)
+            mel = self._mels_tensor(mels[part.start:part.stop])  # (b, 1, 80, 16)
+            pred = self.model.decode(self.model.audio_encoder(mel), skips)  # (b, 3, 96, 96)
+            pred = pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.
+            out.append(pred.astype(np.uint8))
         return np.concatenate(out)

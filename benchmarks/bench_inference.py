@@ -4,6 +4,7 @@
     python benchmarks/bench_inference.py --long          # also a 10x longer video and audio (RSS flatness)
     python benchmarks/bench_inference.py --long 3 --psnr_frames 100
     python benchmarks/bench_inference.py --skip_reference --runs fp32
+    python benchmarks/bench_inference.py --repeat 3       # alternate 3 runs of each, report medians
 
 Inputs (synthetic face video, speech-like audio, recipe-weight checkpoint) are
 generated once into --workdir. Every timed run is a fresh Python process;
@@ -148,29 +149,42 @@ def main(argv=None):
     p.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", "out"))
     p.add_argument("--runs", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--skip_reference", action="store_true")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each kind, alternated; the median is reported")
     p.add_argument("--long", type=int, nargs="?", const=10, default=0, metavar="FACTOR",
-                   help="also a FACTOR times (default 10) longer video and audio, in bf16 (RSS flatness)")
+                   help="also a FACTOR times (default 10) longer video and audio (RSS flatness)")
     p.add_argument("--psnr_frames", type=int, default=0, help="frames for the bf16 PSNR (0: all)")
     p.add_argument("--skip_psnr", action="store_true")
     args = p.parse_args(argv)
 
     video, speech, checkpoint = make_inputs(args.workdir, 185, 14.2)
     print(f"input: {WIDTH}x{HEIGHT} {FPS} fps, 185 frames (7.4 s), 14.2 s audio; --box {' '.join(map(str, BOX))}")
-    results = {}
-    if not args.skip_reference:
-        results["reference"] = timed_run("reference", video, speech, checkpoint, os.path.join(args.workdir, "ref.mp4"))
-        report("reference (in memory)", results["reference"], count_frames(os.path.join(args.workdir, "ref.mp4")))
-    for precision in args.runs:
-        out = os.path.join(args.workdir, f"ours_{precision}.mp4")
-        results[precision] = r = timed_run("ours", video, speech, checkpoint, out, precision)
-        report(f"inference.py {precision}", r, r["frames"])
-        if "reference" in results:
+    # Runs alternate (reference, fp32, bf16, reference, ...) so that a shared machine's slow
+    # spells fall on every kind alike; each kind reports its median run.
+    kinds = ([] if args.skip_reference else ["reference"]) + args.runs
+    runs = {kind: [] for kind in kinds}
+    for _ in range(args.repeat):
+        for kind in kinds:
+            out = os.path.join(args.workdir, "ref.mp4" if kind == "reference" else f"ours_{kind}.mp4")
+            runs[kind].append(timed_run("reference" if kind == "reference" else "ours", video, speech,
+                                        checkpoint, out, kind))
+    results = {kind: sorted(r, key=lambda x: x["seconds"])[len(r) // 2] for kind, r in runs.items()}
+    for kind in kinds:
+        r = results[kind]
+        n_frames = count_frames(os.path.join(args.workdir, "ref.mp4")) if kind == "reference" else r["frames"]
+        name = "reference (in memory)" if kind == "reference" else f"inference.py {kind}"
+        report(name, r, n_frames)
+        if args.repeat > 1:
+            seconds = ", ".join(f"{x['seconds']:.1f}" for x in runs[kind])
+            print(f"{'':28} runs: {seconds} s")
+        if kind != "reference" and "reference" in results:
             print(f"{'':28} speed-up vs reference: {results['reference']['seconds'] / r['seconds']:.2f}x")
     if args.long:
         long_video, long_speech, _ = make_inputs(args.workdir, 185 * args.long, 14.2 * args.long,
                                                  tag=f"_x{args.long}")
-        r = timed_run("ours", long_video, long_speech, checkpoint, os.path.join(args.workdir, "long.mp4"), "bf16")
-        report(f"inference.py bf16, {args.long}x longer", r, r["frames"])
+        for precision in args.runs:
+            r = timed_run("ours", long_video, long_speech, checkpoint, os.path.join(args.workdir, "long.mp4"),
+                          precision)
+            report(f"inference.py {precision}, {args.long}x longer", r, r["frames"])
     print("generator alone (frames/s):", ", ".join(f"{k} {v:.1f}" for k, v in generator_throughput(checkpoint).items()))
     if not args.skip_psnr:
         psnr = psnr_bf16(video, speech, checkpoint, args.psnr_frames or None)

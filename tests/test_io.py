@@ -59,6 +59,14 @@ def test_odd_sizes_are_padded_not_resampled(tmp_path):
         assert (video.width, video.height) == (162, 122)
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX scheduling priorities")
+def test_encoder_runs_at_the_niceness_asked(tmp_path):
+    with VideoWriter(tmp_path / "nice.mp4", 25, 64, 48, preset="ultrafast", nice=10) as writer:
+        assert os.getpriority(os.PRIO_PROCESS, writer._process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert (tmp_path / "nice.mp4").stat().st_size > 0
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     out = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from benchmarks.reference_inference import get_smoothened_boxes, mel_chunks_of
-from lipsync import (BoxSmoother, GeneratorRunner, face_input, mel_chunk_starts, pad_box, pass_sizes,
-                     paste_face)
+from lipsync import (BoxSmoother, FeatureStore, GeneratorRunner, default_pass_size, face_input,
+                     fold_batch_norms, mel_chunk_starts, pad_box, pass_sizes, paste_face)
 from models import Wav2Lip
 from synthetic import recipe_model
 
@@ -137,3 +137,39 @@ def test_runner_bf16_is_close_and_fp16_needs_cuda(model):
     assert psnr > 30, psnr
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         GeneratorRunner(model, torch.device("cpu"), "fp16")
+
+
+def test_fold_batch_norms_keeps_the_function():
+    rng = np.random.RandomState(4)
+    faces = torch.from_numpy(rng.uniform(0, 1, (3, 6, 96, 96)).astype(np.float32))
+    mels = torch.from_numpy(rng.uniform(-4, 4, (3, 1, 80, 16)).astype(np.float32))
+    plain = recipe_model(Wav2Lip()).eval()
+    folded = fold_batch_norms(recipe_model(Wav2Lip()).eval())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules()) == 50
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(mels, faces).numpy(), plain(mels, faces).numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_store_gives_back_the_same_bytes_and_layout(dtype):
+    store = FeatureStore()
+    feats = [torch.randn(2, c, s, s, dtype=dtype).contiguous(memory_format=torch.channels_last)
+             for c, s in [(16, 96), (512, 3), (512, 1)]]
+    store.put("a", [f[1] for f in feats])
+    store.put(("b", 3), [f[0] for f in feats])
+    assert "a" in store and ("b", 3) in store and "c" not in store
+    for key, row in [("a", 1), (("b", 3), 0), ("a", 1)]:
+        back = store.get(key, torch.device("cpu"))
+        for got, f in zip(back, feats):
+            assert got.shape == (1, *f.shape[1:]) and got.dtype == dtype
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(got[0], f[row])
+    store.close()
+    assert "a" not in store
+
+
+def test_default_pass_size_keeps_activations_small_on_cpu():
+    assert default_pass_size("cpu", "fp32", 128) == 8  # 80 x 96 x 96 fp32 x 8 faces = 23.6 MB < 32 MB
+    assert default_pass_size("cpu", "bf16", 128) == 16
+    assert default_pass_size("cuda", "fp16", 128) == 128
