@@ -145,11 +145,22 @@ def face_input(crop):
 
 
 def default_pass_size(device, precision, batch_size):
-    """Faces per generator pass: on CPU, as many as keep each activation under 32 MB (glibc's
-    largest heap block, see inference.reuse_freed_memory): 8 in fp32, 16 in 16-bit. Larger
-    passes page-fault fresh memory at every layer and are slower. On a GPU: the whole batch."""
+    """Faces per generator pass: on CPU one chunk (`high_res_chunk`), 8 in fp32 and 16 in
+    16-bit; on a GPU, the whole batch. Passes of 32 with chunks of 8 run the fp32 generator
+    about 10% faster but take ~150 MB more memory (glibc's heap fragments)."""
     if torch.device(device).type != "cpu":
         return batch_size
+    return high_res_chunk(device, precision)
+
+
+def high_res_chunk(device, precision):
+    """Faces per chunk of the decoder's 48x48 and 96x96 layers: on CPU, as many as keep each
+    activation under 32 MB (glibc's largest heap block, see inference.reuse_freed_memory),
+    8 in fp32 and 16 in 16-bit; larger chunks page-fault fresh memory at every layer. The
+    other layers run on the whole pass, where batching amortises their large weights.
+    None (no chunks) on a GPU."""
+    if torch.device(device).type != "cpu":
+        return None
     return 8 if precision == "fp32" else 16
 
 
@@ -216,11 +227,15 @@ class FeatureStore:
     hundred frames would need hundreds of MB of memory; a file keeps the
     process's memory flat, and reading a face back (from the page cache,
     usually) costs far less than encoding it. The file is deleted on close.
+    Beyond `max_bytes` (2 GB: ~1800 frames in fp32) faces are not stored, and
+    are encoded again when they come back.
     """
 
-    def __init__(self):
+    def __init__(self, max_bytes=2 << 30):
         self._file = None
         self._index = {}  # key -> (offset, [(shape (C, H, W), dtype)] per level)
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
 
     def __contains__(self, key):
         return key in self._index
@@ -228,6 +243,10 @@ class FeatureStore:
     def put(self, key, features):
         """features: the 7 outputs (C, H, W) of one face, channels_last in memory."""
         import tempfile
+        size = sum(f.numel() * f.element_size() for f in features)
+        if self.bytes + size > self.max_bytes:
+            return
+        self.bytes += size
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="wav2lip-features-")
         offset = self._file.seek(0, os.SEEK_END)
@@ -254,6 +273,7 @@ class FeatureStore:
             self._file.close()
             self._file = None
         self._index.clear()
+        self.bytes = 0
 
 
 class GeneratorRunner:
@@ -262,14 +282,17 @@ class GeneratorRunner:
     Each face goes through the face encoder once per key: faces that repeat
     (a still image, a looping video) reuse the encoder outputs stored under
     their key (in a temporary file, see FeatureStore). Large batches are split
-    into passes of `micro_batch` faces (see `pass_sizes`), which bounds memory.
+    into passes of `micro_batch` faces (see `pass_sizes`), and the 48x48 and
+    96x96 layers of a pass into chunks of `chunk` faces (default
+    `high_res_chunk`), which bounds memory. Any pass or chunk size gives the
+    same faces.
 
     precision: "fp32" (faithful), "bf16" (fast on CPUs with AMX or AVX512-BF16,
     and on recent GPUs) or "fp16" (CUDA only). The runner takes `model` over:
     reduced precision folds its BatchNorms and casts it in place.
     """
 
-    def __init__(self, model, device, precision="fp32", micro_batch=8):
+    def __init__(self, model, device, precision="fp32", micro_batch=32, chunk=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
@@ -277,6 +300,7 @@ class GeneratorRunner:
         self.device = device
         self.precision = precision
         self.micro_batch = max(1, int(micro_batch))
+        self.chunk = chunk if chunk is not None else high_res_chunk(device, precision)
         self.model = model.to(device).eval()
         # Inference only, so ReLUs may overwrite their input: one activation-sized write less
         # per layer, and the same numbers.
@@ -324,6 +348,22 @@ class GeneratorRunner:
     def has_features(self, key):
         return key is not None and key in self._features
 
+    def _decode(self, audio_embedding, skips):
+        """Wav2Lip.decode, with the 48x48 and 96x96 layers on chunks of `self.chunk` faces
+        (none of a single face, see `pass_sizes`): yields (c, 3, 96, 96) outputs in order."""
+        blocks, skips = self.model.face_decoder_blocks, list(reversed(skips))
+        high_res = len(blocks) - 2  # the last two blocks upsample to 48x48 and 96x96
+        x = audio_embedding
+        for block, skip in zip(blocks[:high_res], skips[:high_res]):
+            x = torch.cat((block(x), skip), dim=1)
+        start = 0
+        for size in pass_sizes(len(x), self.chunk) if self.chunk else [len(x)]:
+            y = x[start:start + size]
+            for block, skip in zip(blocks[high_res:], skips[high_res:]):
+                y = torch.cat((block(y), skip[start:start + size]), dim=1)
+            yield self.model.output_block(y)
+            start += size
+
     def _passes(self, n):
         sizes = pass_sizes(n, self.micro_batch)
         starts = np.cumsum([0] + sizes)
@@ -364,7 +404,7 @@ class GeneratorRunner:
                     sources.append((stored[keys[i]], 0))
             skips = _gather(sources)  # 7 x (b, C, H, W)
             mel = self._mels_tensor(mels[part.start:part.stop])  # (b, 1, 80, 16)
-            pred = self.model.decode(self.model.audio_encoder(mel), skips)  # (b, 3, 96, 96)
-            pred = pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.
-            out.append(pred.astype(np.uint8))
+            for pred in self._decode(self.model.audio_encoder(mel), skips):  # (c, 3, 96, 96) each
+                pred = pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.
+                out.append(pred.astype(np.uint8))
         return np.concatenate(out)

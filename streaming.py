@@ -316,8 +316,10 @@ def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False):
     times = times if times is not None else StageTimes()
     starts = mel_chunk_starts(mel.shape[1], source.fps)
     n_out = len(starts)
-    # Keys let the runner encode each distinct face once when frames repeat.
-    repeats = source.static or source.frame_count < n_out
+    # Keys let the runner encode each distinct face once when frames repeat: a frame is seen
+    # again when the video loops back to it (a still image is frame 0 of a 1-frame video).
+    def comes_again(index):
+        return index + source.frame_count < n_out
 
     def tracked():
         """(frame index, frame, coords) for every output frame, looping the video as needed."""
@@ -348,7 +350,7 @@ def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False):
         with_face = [(i, index, frame, coords) for i, (index, frame, coords) in batch if coords is not None]
         faces, keys = [], []
         for _, index, frame, (y1, y2, x1, x2) in with_face:
-            key = index if repeats else None
+            key = index if comes_again(index) or runner.has_features(index) else None
             # A face the runner has encoded, or will encode earlier in this pass, needs no input,
             # unless it is alone in its pass (then it is encoded alone, as in the reference).
             needed = key is None or len(with_face) == 1 or not (runner.has_features(key) or key in keys)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmarks.reference_inference import get_smoothened_boxes, mel_chunks_of
-from lipsync import (BoxSmoother, FeatureStore, GeneratorRunner, default_pass_size, face_input,
+from lipsync import (BoxSmoother, FeatureStore, GeneratorRunner, default_pass_size, face_input, high_res_chunk,
                      fold_batch_norms, mel_chunk_starts, pad_box, pass_sizes, paste_face)
 from models import Wav2Lip
 from synthetic import recipe_model
@@ -166,10 +166,31 @@ def test_feature_store_gives_back_the_same_bytes_and_layout(dtype):
             assert got.is_contiguous(memory_format=torch.channels_last)
             assert torch.equal(got[0], f[row])
     store.close()
-    assert "a" not in store
+    assert "a" not in store and store.bytes == 0
 
 
-def test_default_pass_size_keeps_activations_small_on_cpu():
-    assert default_pass_size("cpu", "fp32", 128) == 8  # 80 x 96 x 96 fp32 x 8 faces = 23.6 MB < 32 MB
+def test_feature_store_stops_storing_at_its_limit():
+    one_face = [torch.zeros(16, 4, 4)]  # 1 KB
+    store = FeatureStore(max_bytes=2048)
+    for key in range(3):
+        store.put(key, one_face)
+    assert 0 in store and 1 in store and 2 not in store and store.bytes == 2048
+
+
+def test_cpu_passes_keep_activations_under_32_mb():
+    assert default_pass_size("cpu", "fp32", 128) == 8
     assert default_pass_size("cpu", "bf16", 128) == 16
     assert default_pass_size("cuda", "fp16", 128) == 128
+    assert high_res_chunk("cpu", "fp32") == 8 and high_res_chunk("cpu", "bf16") == 16
+    assert high_res_chunk("cuda", "fp16") is None
+    # The largest activation: 96x96 with 80 channels, in a chunk.
+    assert 8 * 80 * 96 * 96 * 4 < 32 << 20 and 16 * 80 * 96 * 96 * 2 < 32 << 20
+
+
+@pytest.mark.parametrize("pass_size, chunk", [(7, 2), (7, 3), (7, None), (2, 2)])
+def test_chunked_high_res_layers_give_the_reference_frames(model, pass_size, chunk):
+    rng = np.random.RandomState(5)
+    faces = np.stack([face_input(rng.randint(0, 256, (64, 64, 3)).astype(np.uint8)) for _ in range(7)])
+    mels = rng.uniform(-4, 4, (7, 80, 16)).astype(np.float32)
+    runner = GeneratorRunner(model, torch.device("cpu"), "fp32", micro_batch=pass_size, chunk=chunk)
+    np.testing.assert_array_equal(runner(mels, list(faces)), reference_forward(model, mels, faces))
