@@ -112,7 +112,7 @@ def reuse_freed_memory():
 
     Its defaults return them to the OS and then page-fault fresh zeroed pages
     for every activation of every pass: a third of the fp32 time. With passes
-    small enough for their activations to stay under 32 MB (lipsync.CPU_PASS_SIZE),
+    small enough for their activations to stay under 32 MB (lipsync.high_res_chunk),
     the heap settles at one pass's working set, whatever the video's length.
     """
     import ctypes

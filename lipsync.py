@@ -191,7 +191,8 @@ def fold_batch_norms(model):
     for sequential in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
         for i in range(1, len(sequential)):
             conv, norm = sequential[i - 1], sequential[i]
-            if not (isinstance(norm, torch.nn.BatchNorm2d) and isinstance(conv, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))):
+            convolutions = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+            if not (isinstance(norm, torch.nn.BatchNorm2d) and isinstance(conv, convolutions)):
                 continue
             scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
             out_axis = 1 if isinstance(conv, torch.nn.ConvTranspose2d) else 0
@@ -292,14 +293,14 @@ class GeneratorRunner:
     reduced precision folds its BatchNorms and casts it in place.
     """
 
-    def __init__(self, model, device, precision="fp32", micro_batch=32, chunk=None):
+    def __init__(self, model, device, precision="fp32", micro_batch=None, chunk=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
             raise ValueError("fp16 needs a CUDA device; use bf16 on CPU")
         self.device = device
         self.precision = precision
-        self.micro_batch = max(1, int(micro_batch))
+        self.micro_batch = max(1, int(micro_batch or default_pass_size(device, precision, 128)))
         self.chunk = chunk if chunk is not None else high_res_chunk(device, precision)
         self.model = model.to(device).eval()
         # Inference only, so ReLUs may overwrite their input: one activation-sized write less
@@ -380,28 +381,26 @@ class GeneratorRunner:
         out = []
         for part in self._passes(len(mels)):
             # Encode the faces met for the first time (a lone face always: see pass_sizes).
-            todo = {}  # index -> row of this pass's encoder batch
+            todo, first_of_key = {}, {}  # index -> row of this pass's encoder batch; key -> index
             for i in part:
-                if len(mels) == 1 or keys[i] is None or not (keys[i] in self._features or keys[i] in
-                                                             (keys[j] for j in todo)):
-                    todo[i] = len(todo)
+                key = keys[i]
+                if len(mels) > 1 and key is not None and (key in self._features or key in first_of_key):
+                    continue
+                todo[i] = len(todo)
+                if len(mels) > 1 and key is not None:
+                    first_of_key[key] = i
             block = self._encode([faces[i] for i in todo], alone=len(mels) == 1) if todo else None
-            if block is not None and len(mels) > 1:
-                for i, row in todo.items():
-                    if keys[i] is not None:
-                        self._features.put(keys[i], [f[row] for f in block])
-            first_of_key = {keys[i]: i for i in reversed(todo)}
-            sources = []  # per face: (block, row) to slice from
-            stored = {}
+            for key, i in first_of_key.items():
+                self._features.put(key, [f[todo[i]] for f in block])
+            sources, stored = [], {}  # per face: (features, row) to slice from; key -> read back
             for i in part:
-                if i not in todo and keys[i] in first_of_key:
-                    i = first_of_key[keys[i]]
-                if i in todo:
-                    sources.append((block, todo[i]))
-                else:
-                    if keys[i] not in stored:
-                        stored[keys[i]] = self._features.get(keys[i], self.device)
-                    sources.append((stored[keys[i]], 0))
+                first = i if i in todo else first_of_key.get(keys[i])
+                if first is not None:
+                    sources.append((block, todo[first]))
+                    continue
+                if keys[i] not in stored:
+                    stored[keys[i]] = self._features.get(keys[i], self.device)
+                sources.append((stored[keys[i]], 0))
             skips = _gather(sources)  # 7 x (b, C, H, W)
             mel = self._mels_tensor(mels[part.start:part.stop])  # (b, 1, 80, 16)
             for pred in self._decode(self.model.audio_encoder(mel), skips):  # (c, 3, 96, 96) each
