@@ -87,42 +87,47 @@ def hann_window(length):
     return window[:-1]
 
 
-def _stft(y, hp):
-    """Centred STFT with reflect padding (librosa.stft(..., pad_mode="reflect") bit for bit):
-    (1 + n_fft // 2, 1 + len(y) // hop_size) complex.
+def _stft(wav, hp, first=0, end=None):
+    """STFT frames [first, end) of the pre-emphasised signal, centred with reflect padding:
+    (1 + n_fft // 2, end - first) complex, equal bit for bit to
+    librosa.stft(preemphasis(wav), ..., center=True, pad_mode="reflect")[:, first:end].
 
     librosa >= 0.10 pads with zeros by default; the published models saw reflect padding.
     """
-    return _stft_of_padded(np.pad(y, hp.n_fft // 2, mode="reflect"), hp)
-
-
-def _stft_of_padded(samples, hp):
     if hp.win_size != hp.n_fft:
         raise ValueError(f"win_size ({hp.win_size}) must equal n_fft ({hp.n_fft})")
+    end = 1 + len(wav) // hp.hop_size if end is None else end
+    samples = _emphasised_padded(wav, hp, first * hp.hop_size, (end - 1) * hp.hop_size + hp.n_fft)
     frames = np.lib.stride_tricks.sliding_window_view(samples, hp.n_fft)[::hp.hop_size]
-    return np.fft.rfft(frames * hann_window(hp.n_fft), axis=-1).T
+    spectrum = np.fft.rfft(frames * hann_window(hp.n_fft), axis=-1).T
+    # librosa keeps the input's precision: complex64 for float32 (preemphasize=False)
+    return spectrum.astype(np.result_type(samples.dtype, np.complex64), copy=False)
+
+
+# Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above.
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = (_MIN_LOG_HZ - 0.0) / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
 
 
 def hz_to_mel(frequencies):
-    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    """Hz -> Slaney mels, with librosa's arithmetic."""
     frequencies = np.asanyarray(frequencies, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = (frequencies - 0.0) / f_sp
-    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
+    mels = (frequencies - 0.0) / _F_SP
     if mels.ndim == 0:
-        return min_log_mel + np.log(frequencies / min_log_hz) / logstep if frequencies >= min_log_hz else mels
-    log_t = frequencies >= min_log_hz
-    mels[log_t] = min_log_mel + np.log(frequencies[log_t] / min_log_hz) / logstep
+        return _MIN_LOG_MEL + np.log(frequencies / _MIN_LOG_HZ) / _LOGSTEP if frequencies >= _MIN_LOG_HZ else mels
+    log_t = frequencies >= _MIN_LOG_HZ
+    mels[log_t] = _MIN_LOG_MEL + np.log(frequencies[log_t] / _MIN_LOG_HZ) / _LOGSTEP
     return mels
 
 
 def mel_to_hz(mels):
+    """Slaney mels -> Hz, with librosa's arithmetic."""
     mels = np.asanyarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    freqs = 0.0 + f_sp * mels
-    min_log_hz, min_log_mel, logstep = 1000.0, (1000.0 - 0.0) / f_sp, np.log(6.4) / 27.0
-    log_t = mels >= min_log_mel
-    freqs[log_t] = min_log_hz * np.exp(logstep * (mels[log_t] - min_log_mel))
+    freqs = 0.0 + _F_SP * mels
+    log_t = mels >= _MIN_LOG_MEL
+    freqs[log_t] = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels[log_t] - _MIN_LOG_MEL))
     return freqs
 
 
@@ -167,13 +172,9 @@ def _checked(wav):
     return wav
 
 
-def _spectrum(wav, hp):
-    return np.abs(_stft(preemphasis(_checked(wav), hp.preemphasis, hp.preemphasize), hp))
-
-
 def _emphasised_padded(wav, hp, start, stop):
-    """Samples [start, stop) of the pre-emphasised, reflect-padded signal that _stft sees,
-    computed from the samples they come from only, with the same arithmetic."""
+    """Samples [start, stop) of the pre-emphasised signal reflect-padded by n_fft // 2, computed
+    from the samples they come from only, with preemphasis's and np.pad's arithmetic."""
     pad, n = hp.n_fft // 2, len(wav)
     if n <= pad:  # np.pad reflects a short signal several times over: let it
         return np.pad(preemphasis(wav, hp.preemphasis, hp.preemphasize), pad, mode="reflect")[start:stop]
@@ -186,12 +187,6 @@ def _emphasised_padded(wav, hp, start, stop):
     return y
 
 
-def _mel_frames(wav, hp, first, end, basis):
-    """Mel magnitudes of STFT frames [first, end): the columns of np.dot(basis, _spectrum(wav))."""
-    samples = _emphasised_padded(wav, hp, first * hp.hop_size, (end - 1) * hp.hop_size + hp.n_fft)
-    return np.dot(basis, np.abs(_stft_of_padded(samples, hp)))
-
-
 def _finish(S, hp, what):
     S = _normalize(S, hp) if hp.signal_normalization else S
     if np.isnan(S).any():
@@ -202,7 +197,7 @@ def _finish(S, hp, what):
 
 def linearspectrogram(wav, hp=default_hparams):
     """(n_fft // 2 + 1, 1 + len(wav) // hop_size) normalised log-magnitude spectrogram."""
-    S = _amp_to_db(_spectrum(wav, hp), hp) - hp.ref_level_db
+    S = _amp_to_db(np.abs(_stft(_checked(wav), hp)), hp) - hp.ref_level_db
     return _finish(S, hp, "linear spectrogram")
 
 
@@ -221,6 +216,6 @@ def melspectrogram(wav, hp=default_hparams):
     mel = np.empty((hp.num_mels, n_frames), dtype=np.float32)
     for first in range(0, n_frames, MEL_BLOCK_FRAMES):
         end = min(first + MEL_BLOCK_FRAMES, n_frames)
-        S = _amp_to_db(_mel_frames(wav, hp, first, end, basis), hp) - hp.ref_level_db
+        S = _amp_to_db(np.dot(basis, np.abs(_stft(wav, hp, first, end))), hp) - hp.ref_level_db
         mel[:, first:end] = _finish(S, hp, "mel spectrogram")
     return mel
