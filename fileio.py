@@ -1,6 +1,11 @@
-"""Atomic file output: write beside the target, rename when whole, never leave a partial file."""
+"""Atomic file output: write beside the target, rename when whole, never leave a partial file.
+
+Downloads of published weights go through the same path: a broken transfer leaves nothing behind.
+"""
 import os
+import sys
 import tempfile
+import urllib.request
 from contextlib import contextmanager
 
 
@@ -35,3 +40,26 @@ def atomic_output(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def download(url, path):
+    """Fetch `url` to `path` through a temporary file, so a broken transfer leaves nothing behind."""
+    with atomic_output(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+
+
+def fetch_if_missing(path, url, what, fetch=None):
+    """`path`, first downloaded from `url` when missing; a one-line UserError naming both if that fails."""
+    from cli import UserError
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return path
+    print(f"{what} not found at {path}; downloading {url}", file=sys.stderr)
+    try:
+        (fetch or download)(url, path)
+    except OSError as e:  # URLError, timeouts and refused connections are OSErrors
+        raise UserError(f"{path}: {what} not found and the download from {url} failed ({e}); "
+                        f"download {os.path.basename(path)} yourself and put it at {path}") from None
+    return path

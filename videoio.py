@@ -49,6 +49,50 @@ def extract_audio(src, dst_wav, sample_rate=16000):
                 "-f", "wav", dst_wav], f"to read the audio of {src}")
 
 
+def jpeg_frames(path, fps=None, qscale=None, chunk_bytes=1 << 20):
+    """Frames of a video as ffmpeg writes them to JPEG files, decoded: BGR uint8, one at a time.
+
+    The published evaluation scripts run `ffmpeg -i VIDEO -threads 1 -f image2 %06d.jpg`
+    and read the files back with cv2; the same encoder writes here to a pipe
+    instead of the disk, so the pixels are those the paper scored. `fps`
+    resamples the video's frame rate as `-r` does; `qscale` sets the JPEG quality as `-qscale:v`
+    (syncnet_python's face-track pipeline uses 2; unset is ffmpeg's default, as the LSE scripts).
+    UserError if ffmpeg fails.
+    """
+    import cv2
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found")
+    args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", path, "-threads", "1"]
+    if fps is not None:
+        args += ["-r", repr(float(fps))]
+    if qscale is not None:
+        args += ["-qscale:v", str(qscale)]
+    args += ["-an", "-f", "image2pipe", "-c:v", "mjpeg", "-"]
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            buffer = b""
+            while chunk := process.stdout.read(chunk_bytes):
+                buffer += chunk
+                # ffmpeg's JPEGs carry no thumbnails, and 0xFF in entropy-coded data is stuffed
+                # with 0x00, so each image ends at the first end-of-image marker after its start.
+                while (end := buffer.find(b"\xff\xd9", 2)) != -1:
+                    image = cv2.imdecode(np.frombuffer(buffer[:end + 2], np.uint8), cv2.IMREAD_COLOR)
+                    buffer = buffer[end + 2:]
+                    if image is None:
+                        raise UserError(f"{path}: ffmpeg produced an unreadable frame")
+                    yield image
+        finally:
+            process.stdout.close()
+            if process.poll() is None:
+                process.kill()
+            returncode = process.wait()
+        if returncode != 0:
+            stderr.seek(0)
+            raise UserError(f"{path}: ffmpeg cannot read the video frames: {_stderr_tail(stderr.read())}")
+
+
 def is_image_path(path):
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 

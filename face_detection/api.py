@@ -7,13 +7,12 @@
 import enum
 import os
 import sys
-import urllib.request
 
 import numpy as np
 import torch
 
 from cli import UserError
-from fileio import atomic_output
+from fileio import download, fetch_if_missing
 
 from .detect import MIN_SIDE, decode_heads, frames_to_input, select_faces
 from .s3fd import S3FD
@@ -32,26 +31,10 @@ class LandmarksType(enum.Enum):
     _3D = 3
 
 
-def download(url, path):
-    """Fetch `url` to `path` through a temporary file, so a broken transfer leaves nothing behind."""
-    with atomic_output(path, suffix=".pth") as tmp:
-        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-
-
 def ensure_weights(path=None):
     """Path of the S3FD weights, downloading the published file when it is missing."""
     path = os.fspath(path) if path is not None else default_weights_path()
-    if os.path.isfile(path):
-        return path
-    print(f"S3FD weights not found at {path}; downloading {S3FD_URL}", file=sys.stderr)
-    try:
-        download(S3FD_URL, path)
-    except OSError as e:  # URLError, timeouts and refused connections are OSErrors
-        raise UserError(f"{path}: S3FD weights not found and the download from {S3FD_URL} failed "
-                        f"({e}); download s3fd.pth yourself and put it at {path}") from None
-    return path
+    return fetch_if_missing(path, S3FD_URL, "S3FD weights", download)  # api.download: tests replace it
 
 
 def load_s3fd(path=None, device="cpu"):
