@@ -20,6 +20,8 @@ _SIGNATURES = {
     "binary_pred.0.weight": "Wav2Lip_disc_qual (visual quality discriminator)",
     "face_encoder.0.conv_block.0.weight": "SyncNet_color (lip-sync expert)",
     "conv1_1.weight": "S3FD face detector",
+    "netcnnlip.0.weight": "SyncNet of syncnet_python (syncnet_v2.model)",
+    "Mixed_7c.branch_pool.conv.weight": "FID InceptionV3 (pt_inception)",
 }
 
 
@@ -79,7 +81,7 @@ def load_state_dict_strict(model, state_dict, path):
     if missing or unexpected or wrong_shape:
         network = type(model).__name__
         found = _describe(state_dict)
-        hint = f"; the file looks like a {found}" if found and not found.startswith(network) else ""
+        hint = f"; the file looks like a {found}" if found and found.split()[0] != network else ""
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")

@@ -130,15 +130,44 @@ def size_of(frame):
     return width, height
 
 
+def build_runner(checkpoint_path, device, precision, batch_size, pass_size=None):
+    """The generator of `checkpoint_path`, ready to run in passes of `pass_size` (default: by device)."""
+    from lipsync import GeneratorRunner, default_pass_size, load_generator
+    model = load_generator(checkpoint_path, device)
+    micro_batch = min(pass_size or default_pass_size(device, precision, batch_size), batch_size)
+    return GeneratorRunner(model, device, precision, micro_batch=micro_batch)
+
+
+def write_video(frames, outfile, fps, audio_path, times):
+    """Encode an iterator of BGR frames (from streaming.dub) with the audio of `audio_path`.
+
+    The encoder runs niced in a background thread; `outfile` appears only when
+    complete. Returns the number of frames written.
+    """
+    from streaming import BackgroundWriter
+    from videoio import VideoWriter
+    with closing(frames), VideoWriter(outfile, fps, *size_of(first := next(frames)),
+                                      audio_path=audio_path, nice=10) as video:
+        writer = BackgroundWriter(video, times=times)
+        try:
+            writer.write(first)
+            count = 1
+            for frame in frames:
+                writer.write(frame)
+                count += 1
+        finally:
+            writer.join()
+        start = time.perf_counter()
+    times.add("encode", time.perf_counter() - start)
+    return count
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
     import torch
     from devices import get_device
-    from lipsync import GeneratorRunner, default_pass_size, load_generator
-    from streaming import (BackgroundWriter, BoxCache, FaceBoxes, FaceSource, StageTimes, dub,
-                           load_face_detector)
-    from videoio import VideoWriter
+    from streaming import BoxCache, FaceBoxes, FaceSource, StageTimes, dub, load_face_detector
 
     started = time.perf_counter()
     reuse_freed_memory()
@@ -149,10 +178,8 @@ def main(argv=None):
         mel = load_mel(args.audio, workdir)
         source = FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
                             rotate=args.rotate, crop=args.crop)
-        model = load_generator(args.checkpoint_path, device)
-        micro_batch = min(args.pass_size or default_pass_size(device, args.precision, args.wav2lip_batch_size),
-                          args.wav2lip_batch_size)
-        runner = GeneratorRunner(model, device, args.precision, micro_batch=micro_batch)
+        runner = build_runner(args.checkpoint_path, device, args.precision, args.wav2lip_batch_size,
+                              args.pass_size)
         if args.box[0] == -1:
             cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder())
             boxes = FaceBoxes(detector=load_face_detector(device), batch_size=args.face_det_batch_size,
@@ -163,19 +190,7 @@ def main(argv=None):
         times = StageTimes()
         frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
                      progress=not args.quiet)
-        with closing(frames), VideoWriter(args.outfile, source.fps, *size_of(first := next(frames)),
-                                          audio_path=args.audio, nice=10) as video:
-            writer = BackgroundWriter(video, times=times)
-            try:
-                writer.write(first)
-                count = 1
-                for frame in frames:
-                    writer.write(frame)
-                    count += 1
-            finally:
-                writer.join()
-            start = time.perf_counter()
-        times.add("encode", time.perf_counter() - start)
+        count = write_video(frames, args.outfile, source.fps, args.audio, times)
     seconds = time.perf_counter() - started
     if not args.quiet:
         print(f"wrote {args.outfile}: {count} frames at {source.fps:g} fps in {seconds:.1f} s "

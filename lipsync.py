@@ -22,11 +22,12 @@ SMOOTHING_WINDOW = 5  # boxes averaged per frame (the reference's T=5)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def mel_chunk_starts(mel_frames, fps):
+def mel_chunk_starts(mel_frames, fps, final_window=True):
     """First mel frame of each output frame's 16-frame window, exactly as the reference chunks.
 
     Window i starts at int(i * 80 / fps); the last window is the final 16 mel
-    frames, and chunking stops there.
+    frames, and chunking stops there. The published evaluation scripts stop
+    before that last window (`final_window=False`).
     """
     if mel_frames < SYNCNET_MEL_STEP_SIZE:
         raise ValueError(f"{mel_frames} mel frames, fewer than one {SYNCNET_MEL_STEP_SIZE}-frame window")
@@ -36,7 +37,8 @@ def mel_chunk_starts(mel_frames, fps):
     while True:
         start = int(i * step)
         if start + SYNCNET_MEL_STEP_SIZE > mel_frames:
-            starts.append(mel_frames - SYNCNET_MEL_STEP_SIZE)
+            if final_window:
+                starts.append(mel_frames - SYNCNET_MEL_STEP_SIZE)
             return starts
         starts.append(start)
         i += 1
@@ -316,6 +318,10 @@ class GeneratorRunner:
             self.model = self.model.to(dtype=self._dtype, memory_format=torch.channels_last)
         self._features = FeatureStore()  # encoder outputs of faces that come again
         self.encoded_faces = 0  # faces that went through the face encoder (for tests/benchmarks)
+
+    def new_video(self):
+        """Forget the stored encoder outputs: their keys are frame indices of the last video."""
+        self._features.close()
 
     def _faces_tensor(self, batch):
         """(N, 96, 96, 6) uint8 -> (N, 6, 96, 96) float in [0, 1], in NHWC memory (channels_last).

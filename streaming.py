@@ -130,13 +130,18 @@ class BackgroundWriter:
 class FaceSource:
     """The frames faces are taken from, after --resize_factor, --rotate and --crop.
 
+    max_short_side: first downscale frames whose shorter side exceeds it (the
+    evaluation scripts' --max_frame_res; off for inference.py).
+
     An image (or --static) gives one frame. As in the reference, resize, rotate
     and crop apply to videos only.
     """
 
-    def __init__(self, path, static=False, fps=25.0, resize_factor=1, rotate=False, crop=(0, -1, 0, -1)):
+    def __init__(self, path, static=False, fps=25.0, resize_factor=1, rotate=False, crop=(0, -1, 0, -1),
+                 max_short_side=None):
         self.path = os.fspath(path)
         self.resize_factor, self.rotate, self.crop = int(resize_factor), bool(rotate), tuple(crop)
+        self.max_short_side = max_short_side
         self.is_image = is_image_path(self.path)
         self.static = bool(static) or self.is_image
         if self.is_image:
@@ -152,6 +157,10 @@ class FaceSource:
 
     def _prepare(self, frame):
         import cv2
+        if self.max_short_side and min(frame.shape[:2]) > self.max_short_side:
+            # real_videos_inference.py's --max_frame_res: shorter side down to this, sizes truncated.
+            scale = min(frame.shape[:2]) / float(self.max_short_side)
+            frame = cv2.resize(frame, (int(frame.shape[1] / scale), int(frame.shape[0] / scale)))
         if self.resize_factor > 1:
             frame = cv2.resize(frame, (frame.shape[1] // self.resize_factor,
                                        frame.shape[0] // self.resize_factor))
@@ -310,11 +319,15 @@ class FaceBoxes:
         return coords
 
 
-def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False):
-    """Output frames (BGR uint8), one per 16-frame mel window at the source's fps, in order."""
+def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, final_window=True):
+    """Output frames (BGR uint8), one per 16-frame mel window at the source's fps, in order.
+
+    final_window: end with a window on the last 16 mel frames, as inference.py does
+    (the evaluation scripts do not; see lipsync.mel_chunk_starts).
+    """
     from tqdm import tqdm
     times = times if times is not None else StageTimes()
-    starts = mel_chunk_starts(mel.shape[1], source.fps)
+    starts = mel_chunk_starts(mel.shape[1], source.fps, final_window)
     n_out = len(starts)
     # Keys let the runner encode each distinct face once when frames repeat: a frame is seen
     # again when the video loops back to it (a still image is frame 0 of a 1-frame video).

@@ -9,11 +9,13 @@ import numpy as np
 import torch
 
 
-def recipe_state_dict(model):
+def recipe_state_dict(model, evaluation=False):
     """The deterministic "recipe" weights for `model` (GOLDEN.md).
 
     Entries are visited in sorted-name order; entry k draws from
-    RandomState(1000 + k).
+    RandomState(1000 + k). `evaluation=True` is EVALUATION.md's variant for the
+    scoring networks: every weight of two or more dimensions (Conv2d, Conv3d,
+    Linear) is scaled like a 4-D one.
     """
     state = model.state_dict()
     names = sorted(state)
@@ -29,7 +31,7 @@ def recipe_state_dict(model):
             value = 1 + 0.2 * np.abs(z)
         elif name.endswith("running_mean"):
             value = 0.1 * z
-        elif len(shape) == 4:
+        elif len(shape) == 4 or (evaluation and len(shape) >= 2):
             value = z / np.sqrt(np.prod(shape[1:]))
         elif name.endswith(".weight") and len(shape) == 1 and (
                 f"{module}.running_var" in state or module.endswith("_norm")):
@@ -40,9 +42,9 @@ def recipe_state_dict(model):
     return out
 
 
-def recipe_model(model):
+def recipe_model(model, evaluation=False):
     """`model` with the recipe weights loaded strict, in eval mode."""
-    model.load_state_dict(recipe_state_dict(model), strict=True)
+    model.load_state_dict(recipe_state_dict(model, evaluation), strict=True)
     return model.eval()
 
 
