@@ -100,6 +100,23 @@ def load_model(model, path, device="cpu"):
     return checkpoint
 
 
+def load_published_weights(model, path, url, what):
+    """Load the published file `path` (downloaded from `url` when missing) into `model`, strict.
+
+    For files saved by older PyTorch, whose batch norms lack `num_batches_tracked`
+    (unused in eval mode): those entries are taken from the model. Anything else
+    must match, or a CheckpointError names the file and the mismatch.
+    """
+    from fileio import fetch_if_missing
+    path = fetch_if_missing(path, url, what)
+    state = load_checkpoint(path, "cpu")["state_dict"]
+    for name, value in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            state.setdefault(name, value)
+    load_state_dict_strict(model, state, path)
+    return model
+
+
 def unwrap(model):
     """The bare network inside DataParallel / DistributedDataParallel / torch.compile."""
     while hasattr(model, "module") or hasattr(model, "_orig_mod"):

@@ -121,14 +121,7 @@ def load_syncnet(path=None, device="cpu"):
     The published file is a bare state dict; entries `num_batches_tracked`
     may be missing (older PyTorch). Downloaded when missing and online.
     """
-    from checkpoints import load_checkpoint, load_state_dict_strict
-    from fileio import fetch_if_missing
-    path = fetch_if_missing(os.fspath(path) if path is not None else default_weights_path(),
-                            SYNCNET_URL, "SyncNet weights (syncnet_v2.model)")
-    model = SyncNet()
-    state = load_checkpoint(path, "cpu")["state_dict"]
-    for name, value in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            state.setdefault(name, value)
-    load_state_dict_strict(model, state, path)
+    from checkpoints import load_published_weights
+    path = os.fspath(path) if path is not None else default_weights_path()
+    model = load_published_weights(SyncNet(), path, SYNCNET_URL, "SyncNet weights (syncnet_v2.model)")
     return model.to(device).eval()

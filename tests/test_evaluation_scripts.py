@@ -60,19 +60,6 @@ def pairs(tmp_path_factory):
     return root, clip, speech, checkpoint, filelist
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    frames = []
-
-    class Capturing(videoio.VideoWriter):
-        def write(self, frame):
-            frames.append(frame.copy())
-            super().write(frame)
-
-    monkeypatch.setattr(videoio, "VideoWriter", Capturing)
-    return frames
-
-
 def test_gen_videos_equal_the_published_algorithm_and_skip_bad_pairs(pairs, tmp_path, monkeypatch, captured,
                                                                      capsys):
     root, clip, speech, checkpoint, filelist = pairs

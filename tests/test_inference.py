@@ -45,20 +45,6 @@ def media(tmp_path_factory):
                            frames=frames)
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Frames handed to the encoder (before lossy H.264), recorded while the real file is written."""
-    frames = []
-
-    class Capturing(videoio.VideoWriter):
-        def write(self, frame):
-            frames.append(frame.copy())
-            super().write(frame)
-
-    monkeypatch.setattr(videoio, "VideoWriter", Capturing)
-    return frames
-
-
 class StubDetector:
     """Boxes that depend on each frame's pixels (so both implementations see the same), None on chosen frames."""
 
