@@ -23,7 +23,13 @@ class SyncNet_color(nn.Module):
             Conv2d(512, 512, 3, 2, 1), Conv2d(512, 512, 3, 1, 0), Conv2d(512, 512, 1, 1, 0))
         self.audio_encoder = audio_encoder(residuals_at_256=2)
 
+    def embed_audio(self, audio_sequences):
+        """(B, 1, 80, 16) mel windows -> (B, 512) unit vectors."""
+        return F.normalize(self.audio_encoder(audio_sequences).flatten(1), p=2, dim=1)
+
+    def embed_faces(self, face_sequences):
+        """(B, 15, 48, 96) lower halves of 5 frames -> (B, 512) unit vectors."""
+        return F.normalize(self.face_encoder(face_sequences).flatten(1), p=2, dim=1)
+
     def forward(self, audio_sequences, face_sequences):
-        face_embedding = self.face_encoder(face_sequences).flatten(1)  # (B, 512)
-        audio_embedding = self.audio_encoder(audio_sequences).flatten(1)  # (B, 512)
-        return F.normalize(audio_embedding, p=2, dim=1), F.normalize(face_embedding, p=2, dim=1)
+        return self.embed_audio(audio_sequences), self.embed_faces(face_sequences)
