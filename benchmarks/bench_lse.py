@@ -48,7 +48,7 @@ def child(kind, video, weights):
         offset, confidence, distance = evaluate(net, video)
     else:
         from evaluation.lse import SyncScorer, score_video
-        score = score_video(video, SyncScorer(net, exact=kind == "exact"))
+        score = score_video(video, SyncScorer(net))
         offset, confidence, distance = score.offset, score.confidence, score.min_dist
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -97,8 +97,7 @@ def main():
     p.add_argument("--size", type=int, nargs=2, default=(160, 160), metavar=("W", "H"))
     p.add_argument("--long", type=float, default=0, help="also score a video this many times longer")
     p.add_argument("--repeat", type=int, default=1, help="runs of each kind (medians reported)")
-    p.add_argument("--kinds", nargs="+", default=["reference", "ours", "exact"],
-                   choices=["reference", "ours", "exact"], help="ours: 2-D lip branch; exact: the 3-D one")
+    p.add_argument("--kinds", nargs="+", default=["reference", "ours"], choices=["reference", "ours"])
     p.add_argument("--workdir", default=os.path.join(ROOT, "benchmarks", ".lse_inputs"))
     args = p.parse_args()
     video, weights = make_inputs(args.workdir, args.seconds, *args.size)

@@ -5,10 +5,9 @@
     audio_emb = net.forward_aud(mfcc)     # (N, 1, 13, 20) MFCC windows -> (N, 1024)
 
 Module names equal the published file's entries (`netcnnaud.0.weight`, ...),
-so it loads strict. `LipEncoder` is the same lip branch computed with 2-D
-convolutions and folded batch norms: about 2x faster on CPU, equal to within
-float rounding (the last layers of the 3-D branch see one frame, so they are
-2-D convolutions already; the first one sees five, stacked as 15 channels).
+so it loads strict. Give `forward_lip` frames in channels-last memory, as
+(N, 5, 224, 224, 3).permute(0, 4, 1, 2, 3) is: oneDNN's 3-D convolutions run
+about 2x faster on CPU so than on NCDHW memory, with the same numbers.
 """
 import os
 
@@ -73,46 +72,6 @@ class SyncNet(nn.Module):
 
     def forward_lip(self, x):
         return self.netfclip(self.netcnnlip(x).flatten(1))  # (N, 512) -> (N, 1024)
-
-
-def _folded_2d(conv3d, batch_norm, frames=1):
-    """A Conv2d equal to conv3d (over `frames` stacked frames) followed by batch_norm in eval mode."""
-    weight = conv3d.weight.detach()  # (out, in, T, kh, kw)
-    out_channels, in_channels, depth = weight.shape[:3]
-    assert depth == frames and conv3d.padding[0] == 0 and conv3d.stride[0] == 1
-    scale = batch_norm.weight.detach() / torch.sqrt(batch_norm.running_var + batch_norm.eps)
-    conv = nn.Conv2d(in_channels * depth, out_channels, weight.shape[3:], stride=conv3d.stride[1:],
-                     padding=conv3d.padding[1:])
-    with torch.no_grad():
-        # Channel c of frame t becomes input channel c * T + t, as (N, C, T, H, W).reshape(N, C*T, H, W).
-        conv.weight.copy_(weight.reshape(out_channels, in_channels * depth, *weight.shape[3:])
-                          * scale[:, None, None, None])
-        conv.bias.copy_((conv3d.bias.detach() - batch_norm.running_mean) * scale + batch_norm.bias.detach())
-    return conv
-
-
-class LipEncoder(nn.Module):
-    """SyncNet's lip branch (eval mode) as 2-D convolutions with batch norms folded in.
-
-    Input: (N, 15, 224, 224) = 5 BGR frames as (N, 3, 5, 224, 224).reshape(N, 15, 224, 224).
-    """
-
-    def __init__(self, syncnet):
-        super().__init__()
-        c = syncnet.netcnnlip
-        pool = nn.MaxPool2d(3, stride=2)
-        self.features = nn.Sequential(
-            _folded_2d(c[0], c[1], WINDOW_FRAMES), nn.ReLU(inplace=True), pool,
-            _folded_2d(c[4], c[5]), nn.ReLU(inplace=True), nn.MaxPool2d(3, stride=2, padding=1),
-            _folded_2d(c[8], c[9]), nn.ReLU(inplace=True),
-            _folded_2d(c[11], c[12]), nn.ReLU(inplace=True),
-            _folded_2d(c[14], c[15]), nn.ReLU(inplace=True), pool,
-            _folded_2d(c[18], c[19]), nn.ReLU(inplace=True),
-        )
-        self.fc = syncnet.netfclip
-
-    def forward(self, x):
-        return self.fc(self.features(x).flatten(1))
 
 
 def load_syncnet(path=None, device="cpu"):
