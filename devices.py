@@ -1,4 +1,6 @@
 """Choosing a torch device: CPU everywhere, CUDA or MPS when present."""
+import functools
+
 import torch
 
 from cli import UserError
@@ -23,3 +25,27 @@ def get_device(name="auto"):
     if device.type == "mps" and not mps_ok:
         raise UserError("device 'mps' asked for, but MPS is not available")
     return device
+
+
+def release_freed_memory():
+    """Give the free pages inside glibc's heap back to the OS (malloc_trim); a no-op elsewhere.
+
+    A long loop that allocates frames and activations of many sizes fragments the
+    heap: what it frees stays resident, and resident memory grows with the
+    video's length (LSE scoring: about 80 MB per 1000 frames). Trimming every few
+    batches keeps it flat, for ~2% of the time.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    import ctypes
+    import ctypes.util
+    import sys
+    if not sys.platform.startswith("linux") or not (name := ctypes.util.find_library("c")):
+        return None
+    libc = ctypes.CDLL(name)
+    return libc if hasattr(libc, "malloc_trim") else None

@@ -33,6 +33,7 @@ MFCC_STEP_SAMPLES = 160  # and 10 ms step: 100 columns per second, 4 per video f
 PREEMPHASIS = 0.97
 VSHIFT = 15
 BATCH_SIZE = 20
+TRIM_EVERY = 10  # batches between returns of the heap's free pages to the OS
 assert SAMPLE_RATE // MFCC_STEP_SAMPLES == MFCC_PER_FRAME * FPS
 
 
@@ -197,9 +198,12 @@ class SyncScorer:
             raise UserError(f"{name}: the audio lasts {len(samples) / SAMPLE_RATE:.2f} s "
                             f"({audio_frames} frames); at least {WINDOW_FRAMES + 1} frames "
                             f"({(WINDOW_FRAMES + 1) / FPS:.2f} s) are needed to score lip sync")
+        from devices import release_freed_memory
         cepstra = torch.from_numpy(mfcc(samples)).float()  # (13, T), as the reference casts it
         curve = DistanceCurve(self.vshift)
-        for first, windows in self._windows(frames, audio_frames):
+        for batch, (first, windows) in enumerate(self._windows(frames, audio_frames)):
+            if batch % TRIM_EVERY == TRIM_EVERY - 1:
+                release_freed_memory()  # else the heap's fragments grow with the video's length
             b = len(windows)
             starts = MFCC_PER_FRAME * torch.arange(first, first + b)
             columns = starts[:, None] + torch.arange(MFCC_WINDOW)  # (B, 20)

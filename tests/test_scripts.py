@@ -38,3 +38,14 @@ def test_help_exits_cleanly(name, capsys):
         module.main(["--help"])
     assert exit_info.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_real_videos_shell_script(tmp_path):
+    script = os.path.join(ROOT, "evaluation", "scores_LSE", "calculate_scores_real_videos.sh")
+    result = subprocess.run(["bash", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.startswith("usage:")
+    (tmp_path / "all_scores.txt").write_text("stale\n")
+    result = subprocess.run(["bash", script, str(tmp_path / "absent")], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {tmp_path / 'absent'}: folder not found (--data_root)"
+    assert not (tmp_path / "all_scores.txt").exists()  # started afresh, as the published script
