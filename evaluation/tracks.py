@@ -1,6 +1,6 @@
 """Face tracks of real videos, as syncnet_python's run_pipeline.py builds them (EVALUATION.md section 4).
 
-    detector = FaceAlignment(device="cuda")
+    detector = FaceAlignment(device="auto")
     for track in face_tracks("clip.mp4", detector, progress=True):  # [] when the video has none
         crops = track_crops("clip.mp4", track)      # 224x224 BGR uint8, one per frame of the track
         audio = track_audio(samples_int16, track)   # the same span of the 16 kHz audio
