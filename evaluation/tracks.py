@@ -161,31 +161,14 @@ def detection_input(frame, scale=DEFAULT_OPTIONS.facedet_scale):
     return small[..., ::-1]
 
 
-def plain_nms(boxes, scores, iou_threshold):
-    """Indices kept by greedy NMS, best first, with areas (x2 - x1) * (y2 - y1) (no +1),
-    a box dropped when its IoU with a kept one exceeds the threshold: syncnet_python's `nms_`."""
-    x1, y1, x2, y2 = boxes.T
-    areas = (x2 - x1) * (y2 - y1)
-    order = np.argsort(scores, kind="stable")[::-1]
-    keep = []
-    while order.size > 0:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]))
-        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]))
-        inter = w * h
-        order = rest[inter / (areas[best] + areas[rest] - inter) <= iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
 def confident_faces(faces, box_scale, options=DEFAULT_OPTIONS):
     """A detector's (K, 5) faces on a scaled frame -> (K', 5) float64 in full-frame coordinates:
     score above `face_confidence`, then NMS at `face_nms_iou`, best first (the wrapper's order)."""
     faces = np.asarray(faces, dtype=np.float64).reshape(-1, 5)
     faces = faces[faces[:, 4] > options.face_confidence]
-    boxes = faces[:, :4] * box_scale
-    keep = plain_nms(boxes, faces[:, 4], options.face_nms_iou)
-    return np.concatenate([boxes[keep], faces[keep, 4:]], axis=1)
+    from face_detection.detect import nms
+    scaled = np.concatenate([faces[:, :4] * box_scale, faces[:, 4:]], axis=1)
+    return scaled[nms(scaled, options.face_nms_iou, pixel=0)]  # syncnet_python's nms_: sides without +1
 
 
 def detect_shots_and_faces(frames, detector, options=DEFAULT_OPTIONS, batch_size=32, progress=False):

@@ -53,23 +53,24 @@ def decode_heads(outputs):
     return torch.cat(all_boxes, dim=1), torch.cat(all_scores, dim=1)
 
 
-def nms(dets, threshold=NMS_IOU):
+def nms(dets, threshold=NMS_IOU, pixel=1):
     """Indices of `dets` (K, 5) [x1, y1, x2, y2, score] kept by greedy NMS, best first.
 
-    The reference's conventions: widths and heights count both end pixels (+1);
-    a box is dropped when its IoU with a kept box exceeds `threshold`. Equal
-    scores go to the later box first (reversed stable sort), so results do not
-    depend on the sort algorithm. The loop runs once per *kept* box.
+    The reference's conventions: widths and heights count both end pixels
+    (`pixel=1`; syncnet_python's tracker uses 0); a box is dropped when its IoU
+    with a kept box exceeds `threshold`. Equal scores go to the later box first
+    (reversed stable sort), so results do not depend on the sort algorithm. The
+    loop runs once per *kept* box.
     """
     x1, y1, x2, y2, scores = dets.T
-    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    areas = (x2 - x1 + pixel) * (y2 - y1 + pixel)
     order = np.argsort(scores, kind="stable")[::-1]
     keep = []
     while order.size > 0:
         best, rest = order[0], order[1:]
         keep.append(best)
-        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + 1)
+        w = np.maximum(0.0, np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]) + pixel)
+        h = np.maximum(0.0, np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]) + pixel)
         overlap = w * h
         iou = overlap / (areas[best] + areas[rest] - overlap)
         order = rest[iou <= threshold]
