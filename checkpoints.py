@@ -5,6 +5,11 @@ Published files are either `{"state_dict", "optimizer", "global_step",
 visual_quality_disc.pth) or bare state dicts (s3fd.pth), with or without the
 `module.` prefix DataParallel adds. All read with `weights_only=True`.
 Every failure is a CheckpointError naming the file and what is wrong.
+
+Checkpoints of the Wav2Lip networks carry their face size: save_checkpoint
+records `img_size` (96 or 288); `checkpoint_img_size` reads it back (a file
+without the record, such as the published ones, is told by its layout: 96 for
+those). `load_sized_model(Wav2Lip, path)` builds the network of the file's size.
 """
 import os
 import re
@@ -23,6 +28,8 @@ _SIGNATURES = {
     "netcnnlip.0.weight": "SyncNet of syncnet_python (syncnet_v2.model)",
     "Mixed_7c.branch_pool.conv.weight": "FID InceptionV3 (pt_inception)",
 }
+# Keys only the 288 layouts have (HD.md): 9 face encoder blocks; the expert's 21 layers.
+_HD_KEY_PREFIXES = ("face_encoder_blocks.8.", "face_encoder.20.")
 
 
 class CheckpointError(UserError):
@@ -41,11 +48,13 @@ def _describe(state_dict):
     return None
 
 
-def load_checkpoint(path, device="cpu"):
+def load_checkpoint(path, device="cpu", mmap=False):
     """Read a checkpoint file onto `device`.
 
     Returns a dict with "state_dict" (prefix stripped) and whatever else the
-    file holds; a bare state dict is wrapped as {"state_dict": ...}.
+    file holds; a bare state dict is wrapped as {"state_dict": ...}. mmap=True
+    maps the tensors of a zip-format file instead of reading them (for a quick
+    look at the keys); legacy files are read whole.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -53,7 +62,12 @@ def load_checkpoint(path, device="cpu"):
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
     try:
-        data = torch.load(path, map_location=device, weights_only=True)
+        try:
+            data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            data = torch.load(path, map_location=device, weights_only=True)  # a legacy-format file
     except Exception as e:  # truncated zip, bad pickle, non-tensor objects...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
@@ -89,15 +103,74 @@ def load_state_dict_strict(model, state_dict, path):
             parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
         if wrong_shape:
             parts.append(f"{len(wrong_shape)} shape mismatches (e.g. {wrong_shape[0]})")
+        if any(k.endswith(".act.weight") for k in unexpected):
+            hint += ("; the file's act.weight entries are PReLU slopes (the 2022 288x288 fork), "
+                     "these networks use ReLU as the published ones")
         raise CheckpointError(f"{path}: does not fit {network}: {', '.join(parts)}{hint}")
     model.load_state_dict(state_dict, strict=True)
 
 
+def checkpoint_img_size(checkpoint, path=None):
+    """The face size (96 or 288) of a Wav2Lip, SyncNet_color or Wav2Lip_disc_qual checkpoint.
+
+    `checkpoint` is a file path or a dict from load_checkpoint. The size is the
+    `img_size` the file records; a file without it is told by its layout (the
+    published files: 96).
+    """
+    from hparams import IMG_SIZES
+    if not isinstance(checkpoint, dict):
+        path = checkpoint
+        checkpoint = load_checkpoint(path, mmap=True)
+    recorded = checkpoint.get("img_size")
+    if recorded is None:
+        hd = any(k.startswith(_HD_KEY_PREFIXES) for k in checkpoint["state_dict"])
+        return 288 if hd else 96
+    if recorded not in IMG_SIZES:
+        raise CheckpointError(f"{path or 'checkpoint'}: records img_size {recorded!r}; the networks "
+                              f"here are {' or '.join(map(str, IMG_SIZES))}")
+    return int(recorded)
+
+
+def _check_size(network_name, checkpoint, path, required):
+    described = _describe(checkpoint["state_dict"])
+    if described and described.split()[0] != network_name:
+        return  # another network altogether: the strict loading names it
+    found = checkpoint_img_size(checkpoint, path)
+    if found != required:
+        raise CheckpointError(f"{path}: a {found}x{found} {network_name} checkpoint (img_size {found}), "
+                              f"but a {required}x{required} one is required here (img_size {required})")
+
+
+def check_checkpoint_size(model, checkpoint, path):
+    """One line naming both sizes when a checkpoint of one face size meets a network of another."""
+    required = getattr(unwrap(model), "img_size", None)
+    if required is not None:
+        _check_size(type(unwrap(model)).__name__, checkpoint, path, required)
+
+
 def load_model(model, path, device="cpu"):
-    """Load the weights of `path` into `model` strictly; returns the whole checkpoint dict."""
+    """Load the weights of `path` into `model` strictly; returns the whole checkpoint dict.
+
+    A network with an `img_size` takes only a checkpoint of that size (one-line error otherwise).
+    """
     checkpoint = load_checkpoint(path, device)
+    check_checkpoint_size(model, checkpoint, path)
     load_state_dict_strict(model, checkpoint["state_dict"], path)
     return checkpoint
+
+
+def load_sized_model(network, path, device="cpu", img_size=None):
+    """(network of the checkpoint's size with its weights, on `device`; the checkpoint dict).
+
+    network: Wav2Lip, SyncNet_color or Wav2Lip_disc_qual (the class). With img_size
+    given, a checkpoint of another size is a one-line error naming both sizes.
+    """
+    checkpoint = load_checkpoint(path, device)
+    if img_size is not None:
+        _check_size(network.__name__, checkpoint, path, img_size)
+    model = network(img_size=img_size or checkpoint_img_size(checkpoint, path))
+    load_state_dict_strict(model, checkpoint["state_dict"], path)
+    return model.to(device), checkpoint
 
 
 def load_published_weights(model, path, url, what):
@@ -134,12 +207,15 @@ def save_checkpoint(path, model, optimizer=None, global_step=0, global_epoch=0, 
     """Write the published format {state_dict, optimizer, global_step, global_epoch} (+ extra keys).
 
     Keys are written without the `module.` prefix; older readers ignore extra keys.
+    A network with an `img_size` (the three Wav2Lip networks) has it recorded as "img_size".
     """
+    network = unwrap(model)
     checkpoint = {
-        "state_dict": unwrap(model).state_dict(),
+        "state_dict": network.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "global_step": int(global_step),
         "global_epoch": int(global_epoch),
+        **({"img_size": int(network.img_size)} if hasattr(network, "img_size") else {}),
         **extra,
     }
     atomic_save(checkpoint, path)

@@ -99,7 +99,7 @@ def load_split(data_root, split, filelists_dir="filelists"):
 def inspect_clip(clip):
     """(frame ids, problem) of a preprocessed clip folder; problem is None when it can be trained on.
 
-    The one rule for a usable clip (the trainers' and make_filelists.py's): the folder
+    The one rule for a usable clip (the trainers' and generate_filelists.py's): the folder
     holds audio.wav and more than 3 * syncnet_T face crops named <i>.jpg.
     """
     if not os.path.isdir(clip):

@@ -34,7 +34,8 @@ class HParams:
     fmin: float = 55
     fmax: float = 7600
 
-    # Video / windows (SPEC section 8).
+    # Video / windows (SPEC section 8). img_size 96 is the published system, 288 the HD one
+    # (HD.md): networks, dataset crops and samples at that size, lower half = rows img_size/2..
     img_size: int = 96
     fps: int = 25
 
@@ -57,6 +58,12 @@ class HParams:
     # Visual quality discriminator (hq_wav2lip_train.py).
     disc_wt: float = 0.07
     disc_initial_learning_rate: float = 1e-4
+
+    # Wasserstein critic (wloss_hq_wav2lip_train.py, WGAN-GP): gradient-penalty weight lambda and
+    # the Adam betas of generator and critic. The fork's betas are the default; the paper's are (0, 0.9).
+    wgan_gp_weight: float = 10.0
+    wgan_beta1: float = 0.5
+    wgan_beta2: float = 0.999
 
     # Trainers (color_syncnet_train.py, wav2lip_train.py, hq_wav2lip_train.py): the values the
     # reference hard-codes in its scripts, made explicit.
@@ -85,6 +92,8 @@ MEL_FRAMES_PER_SECOND = hparams.sample_rate // hparams.hop_size  # 80
 assert MEL_FRAMES_PER_SECOND == 80
 SYNCNET_T = 5  # frames per window
 SYNCNET_MEL_STEP_SIZE = 16  # mel frames per window (0.2 s)
+IMG_SIZES = (96, 288)  # the face sizes models/ has layouts for
+_CHOICES = {"img_size": IMG_SIZES}
 
 
 def _convert(name, text, default):
@@ -129,9 +138,16 @@ def parse_overrides(text, base=hparams):
             raise ValueError(f"--hparams: unknown hyperparameter {name!r}")
         try:
             changes[name] = _convert(name, value, known[name])
+            if name in _CHOICES and changes[name] not in _CHOICES[name]:
+                raise ValueError(f"expected one of {', '.join(map(str, _CHOICES[name]))}, got {value!r}")
         except ValueError as e:
             raise ValueError(f"--hparams: bad value for {name}: {e}") from None
     return base.replace(**changes)
+
+
+def override_names(text):
+    """The names an --hparams string sets (parse_overrides checks them and their values)."""
+    return {item.split("=", 1)[0].strip() for item in (text or "").split(",") if "=" in item}
 
 
 def get_image_list(data_root, split, filelists_dir="filelists"):

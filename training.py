@@ -1,10 +1,15 @@
-"""The training loop shared by color_syncnet_train.py, wav2lip_train.py and hq_wav2lip_train.py.
+"""The training loop shared by color_syncnet_train.py, wav2lip_train.py, hq_wav2lip_train.py and
+wloss_hq_wav2lip_train.py.
 
 A trainer subclass (trainers.py) says what is trained: its networks and
 optimizers, one training step, one eval step, and what eval changes (the sync
 weight). This module owns everything else: command-line flags, device, AMP,
 DistributedDataParallel under torchrun, data loaders, resume, checkpoint and
 eval intervals, the progress bar, log.csv and loss_curves.png.
+
+The face size is hp.img_size (96 or 288, hparams.py or --hparams img_size=288);
+a resumed run takes its checkpoint's size, and a size given with --hparams that
+contradicts it is a one-line error.
 
 Single process:  python color_syncnet_train.py --data_root D --checkpoint_dir C
 Several GPUs:    torchrun --nproc_per_node 4 color_syncnet_train.py --data_root D --checkpoint_dir C
@@ -19,8 +24,8 @@ import time
 import numpy as np
 import torch
 
-from checkpoints import checkpoint_name, latest_checkpoint, load_checkpoint, load_state_dict_strict, \
-    save_checkpoint, unwrap
+from checkpoints import check_checkpoint_size, checkpoint_img_size, checkpoint_name, latest_checkpoint, \
+    load_checkpoint, load_state_dict_strict, save_checkpoint, unwrap
 from cli import UserError, add_hparams_argument
 from fileio import atomic_output
 from dataset import SKIP_REASONS, DatasetError, TalkingFaceDataset, load_split
@@ -165,6 +170,7 @@ class Trainer:
     eval_interval_field = "eval_interval"
     eval_steps_field = "eval_steps"
     eval_at_step_one = False
+    batches_per_step = 1  # batches a training step loads (WGAN-GP: one per critic update)
 
     def __init__(self, args, hp):
         self.args, self.hp = args, hp
@@ -202,6 +208,7 @@ class Trainer:
         if self.env.world_size > 1 and getattr(hp, self.batch_size_field) % self.env.world_size:
             raise UserError(f"{self.batch_size_field}={getattr(hp, self.batch_size_field)} must divide "
                             f"by the {self.env.world_size} processes")
+        self.hp = hp = self.resolve_img_size(hp)
         train_clips = load_split(args.data_root, "train", args.filelists_dir)
         val_clips = load_split(args.data_root, "val", args.filelists_dir)
         train_data = TalkingFaceDataset(train_clips, hp, self.kind, source=f"{args.filelists_dir}/train.txt")
@@ -213,7 +220,7 @@ class Trainer:
         self.seed()
         os.makedirs(args.checkpoint_dir, exist_ok=True)
         self.log = MetricsLog(args.checkpoint_dir, self.global_step) if self.env.is_main else None
-        train_loader = self.loader(train_data, persistent=True)
+        train_loader = self.loader(train_data, persistent=True, batches=self.batches_per_step)
         self.val_loader = self.loader(val_data, persistent=False)
         try:
             self.loop(train_loader)
@@ -262,10 +269,31 @@ class Trainer:
         if self.last_saved_step != self.global_step:
             self.save()
 
-    def loader(self, data, persistent):
+    def resolve_img_size(self, hp):
+        """hp with the run's face size: a resumed checkpoint's, unless --hparams says otherwise (an error)."""
+        from hparams import IMG_SIZES, override_names
+        if hp.img_size not in IMG_SIZES:
+            raise UserError(f"img_size must be one of {', '.join(map(str, IMG_SIZES))}, got {hp.img_size} "
+                            f"(hparams.py)")
+        path = self.args.checkpoint_path
+        if path is None and self.args.resume:
+            path = latest_checkpoint(self.args.checkpoint_dir)
+        if path is None:
+            return hp
+        size = checkpoint_img_size(path)
+        if size == hp.img_size:
+            return hp
+        if "img_size" in override_names(self.args.hparams):
+            raise UserError(f"{path}: a {size}x{size} checkpoint (img_size {size}), but --hparams "
+                            f"img_size={hp.img_size} asks for {hp.img_size}x{hp.img_size}")
+        if self.env.is_main:
+            print(f"resuming a {size}x{size} checkpoint: img_size={size}")
+        return hp.replace(img_size=size)
+
+    def loader(self, data, persistent, batches=1):
         workers = self.args.num_workers if self.args.num_workers is not None else self.hp.num_workers
         workers = max(0, min(workers, os.cpu_count() or 1))
-        batch = getattr(self.hp, self.batch_size_field) // self.env.world_size
+        batch = getattr(self.hp, self.batch_size_field) // self.env.world_size * batches
         # Draws are random whatever the index; an epoch is len(data) samples in full batches (at
         # least one: BatchNorm cannot train on a last batch of one).
         epoch = list(range(max(len(data), batch) // batch * batch))
@@ -296,12 +324,14 @@ class Trainer:
         for prefix, path in paths.items():
             model, optimizer = self.nets[prefix]
             checkpoint = load_checkpoint(path, self.device)
+            check_checkpoint_size(model, checkpoint, path)
             load_state_dict_strict(unwrap(model), checkpoint["state_dict"], path)
             if checkpoint.get("optimizer") is not None:
-                lrs = [g["lr"] for g in optimizer.param_groups]
+                # --hparams decides the learning rate and betas (resuming hq's generator under wloss, say)
+                settings = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
                 optimizer.load_state_dict(checkpoint["optimizer"])
-                for group, lr in zip(optimizer.param_groups, lrs):  # --hparams decides the learning rate
-                    group["lr"] = lr
+                for group, fresh in zip(optimizer.param_groups, settings):
+                    group.update(fresh)
             if prefix == "":
                 self.global_step = int(checkpoint.get("global_step", 0))
                 self.global_epoch = int(checkpoint.get("global_epoch", 0))

@@ -5,6 +5,7 @@
     python wav2lip_train.py ... --checkpoint_path checkpoints/wav2lip/checkpoint_step000003000.pth  # resume
     torchrun --nproc_per_node 4 wav2lip_train.py --data_root ... --checkpoint_dir ... --syncnet_checkpoint_path ...
     python wav2lip_train.py ... --max_steps 10 --hparams "batch_size=4" --amp
+    python wav2lip_train.py ... --hparams img_size=288   # HD: 288x288 faces (the 96 expert is accepted)
 
 Writes checkpoint_stepNNNNNNNNN.pth and samples_stepNNNNNNNNN/ (at step 1 and every
 checkpoint_interval steps), log.csv and loss_curves.png into --checkpoint_dir.
@@ -16,7 +17,8 @@ def generator_parser(doc):
     from training import base_parser
     parser = base_parser(doc)
     parser.add_argument("--syncnet_checkpoint_path", required=True,
-                        help="the trained lip-sync expert (frozen during this training)")
+                        help="the trained lip-sync expert (frozen during this training); one smaller than "
+                             "img_size (the published 96 expert for a 288 generator) sees downscaled faces")
     return parser
 
 

@@ -5,6 +5,8 @@ the published checkpoints: do not rename.
 """
 from torch import nn
 
+from hparams import IMG_SIZES
+
 
 class Conv2d(nn.Module):
     """Conv + BatchNorm (+ input when residual) + ReLU."""
@@ -51,6 +53,22 @@ class Conv2dTranspose(nn.Module):
 
 def residual(c):
     return Conv2d(c, c, 3, 1, 1, residual=True)
+
+
+def residuals(c, n):
+    return [residual(c) for _ in range(n)]
+
+
+def upsample(cin, cout):
+    """Transposed conv doubling the spatial size (3x3, stride 2, output_padding 1)."""
+    return Conv2dTranspose(cin, cout, 3, 2, 1, output_padding=1)
+
+
+def check_img_size(img_size):
+    """The face size a network is built for: 96 (the published system) or 288 (HD)."""
+    if img_size not in IMG_SIZES:
+        raise ValueError(f"img_size must be one of {', '.join(map(str, IMG_SIZES))}, got {img_size!r}")
+    return int(img_size)
 
 
 def audio_encoder(residuals_at_256):

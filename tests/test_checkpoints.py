@@ -53,7 +53,8 @@ def test_save_checkpoint_writes_published_format(tmp_path, disc_state):
     save_checkpoint(path, torch.nn.DataParallel(model), optimizer, 3000, 7, syncnet_wt=0.03)
     assert os.listdir(tmp_path / "ckpt") == ["disc_checkpoint_step000003000.pth"]
     raw = torch.load(path, weights_only=True)
-    assert set(raw) == {"state_dict", "optimizer", "global_step", "global_epoch", "syncnet_wt"}
+    assert set(raw) == {"state_dict", "optimizer", "global_step", "global_epoch", "img_size", "syncnet_wt"}
+    assert raw["img_size"] == 96
     assert not any(k.startswith("module.") for k in raw["state_dict"])
     assert (raw["global_step"], raw["global_epoch"], raw["syncnet_wt"]) == (3000, 7, 0.03)
     fresh = torch.optim.Adam(Wav2Lip_disc_qual().parameters(), lr=1e-4, betas=(0.5, 0.999))

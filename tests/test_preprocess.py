@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-import make_filelists
+import generate_filelists
 import preprocess
 from cli import UserError
 from conftest import ROOT
@@ -161,8 +161,8 @@ def test_user_mistakes(tmp_path):
 
 
 def test_filelists_from_the_preprocessed_tree(tree, tmp_path):
-    lists = make_filelists.main(["--preprocessed_root", str(tree["out"]), "--output_dir", str(tmp_path),
-                                 "--split_by", "clip", "--val_fraction", "0.3"])
+    lists = generate_filelists.main(["--data_root", str(tree["out"]), "--output_dir", str(tmp_path),
+                                     "--split_by", "clip", "--val_fraction", "0.3"])
     long_clips = {f"{g}/{c}" for g, c, seconds, _ in CLIPS if seconds * FPS > 15}
     assert set(lists["train"]) | set(lists["val"]) == long_clips  # the 12-frame clip is left out
     assert len(lists["val"]) == 1 and not (tmp_path / "test.txt").exists()
@@ -192,9 +192,9 @@ def test_filelists_split_is_reproducible_and_by_group(tmp_path):
     fake_tree(root, short={"0001/00000"}, no_audio={"0002/00001"})
     out_a, out_b, out_c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     args = ["--preprocessed_root", str(root), "--val_fraction", "0.1", "--test_fraction", "0.1"]
-    make_filelists.main(args + ["--output_dir", str(out_a)])
-    make_filelists.main(args + ["--output_dir", str(out_b)])
-    make_filelists.main(args + ["--output_dir", str(out_c), "--seed", "1"])
+    generate_filelists.main(args + ["--output_dir", str(out_a)])
+    generate_filelists.main(args + ["--output_dir", str(out_b)])
+    generate_filelists.main(args + ["--output_dir", str(out_c), "--seed", "1"])
     splits = {s: read(out_a / f"{s}.txt") for s in ("train", "val", "test")}
     assert all(read(out_b / f"{s}.txt") == names for s, names in splits.items())
     assert read(out_c / "val.txt") != splits["val"]
@@ -214,8 +214,8 @@ def test_filelists_from_lrs2_lists(tmp_path, capsys):
     (lrs2 / "train.txt").write_text("0002/00001\n0000/00000\n0001/00000\n9999/00001\n")
     (lrs2 / "val.txt").write_text("0000/00001\n")
     (lrs2 / "test.txt").write_text("0002/00000 NF\n0001/00001 MV\n")
-    lists = make_filelists.main(["--preprocessed_root", str(root), "--output_dir", str(tmp_path / "out"),
-                                 "--lrs2_lists", str(lrs2)])
+    lists = generate_filelists.main(["--preprocessed_root", str(root), "--output_dir", str(tmp_path / "out"),
+                                     "--lrs2_lists", str(lrs2)])
     assert lists == {"train": ["0002/00001", "0000/00000"], "val": ["0000/00001"],
                      "test": ["0002/00000", "0001/00001"]}
     assert read(tmp_path / "out" / "test.txt") == ["0002/00000", "0001/00001"]
@@ -226,13 +226,13 @@ def test_filelists_user_mistakes(tmp_path):
     root = tmp_path / "pre"
     fake_tree(root, groups=1, clips=3)
     with pytest.raises(UserError, match="try --split_by clip"):
-        make_filelists.main(["--preprocessed_root", str(root), "--output_dir", str(tmp_path)])
+        generate_filelists.main(["--preprocessed_root", str(root), "--output_dir", str(tmp_path)])
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UserError, match="no usable clips"):
-        make_filelists.main(["--preprocessed_root", str(empty), "--output_dir", str(tmp_path)])
+        generate_filelists.main(["--preprocessed_root", str(empty), "--output_dir", str(tmp_path)])
     with pytest.raises(UserError, match="val_fraction"):
-        make_filelists.main(["--preprocessed_root", str(root), "--val_fraction", "1.5"])
+        generate_filelists.main(["--preprocessed_root", str(root), "--val_fraction", "1.5"])
 
 
 class EveryOtherFrame:

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import ROOT
 
-SCRIPTS = ["inference", "preprocess", "make_filelists", "make_synthetic_dataset",
-           "color_syncnet_train", "wav2lip_train", "hq_wav2lip_train", "sync_audit",
+SCRIPTS = ["inference", "preprocess", "generate_filelists", "make_synthetic_dataset",
+           "color_syncnet_train", "wav2lip_train", "hq_wav2lip_train", "wloss_hq_wav2lip_train", "sync_audit",
            "evaluation.gen_videos_from_filelist", "evaluation.real_videos_inference",
            "evaluation.scores_LSE.calculate_scores_LRS", "evaluation.scores_LSE.calculate_scores_real_videos",
            "evaluation.fid"]

@@ -12,11 +12,13 @@ import torch
 import color_syncnet_train
 import hq_wav2lip_train
 import wav2lip_train
+import wloss_hq_wav2lip_train
 from checkpoints import load_checkpoint, load_model
+from cli import UserError
 from hparams import hparams
 from make_synthetic_dataset import write_dataset
 from models import SyncNet_color, Wav2Lip, Wav2Lip_disc_qual
-from trainers import GANTrainer, GeneratorTrainer
+from trainers import GANTrainer, GeneratorTrainer, WassersteinTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PUBLISHED_KEYS = {"state_dict", "optimizer", "global_step", "global_epoch"}
@@ -130,6 +132,29 @@ def test_gan_checkpoints_resume_keeps_sync_weight(data, expert_run, tmp_path):
     step2 = load_checkpoint(second / "checkpoint_step000000002.pth")
     assert step2["global_step"] == 2 and step2["syncnet_wt"] == 0.03  # restored, not reset to 0
     assert load_checkpoint(second / "disc_checkpoint_step000000002.pth")["global_step"] == 2
+
+
+def test_wloss_critic_steps_on_fresh_batches(data, expert_run, tmp_path, monkeypatch):
+    seen = []
+    critic_step = WassersteinTrainer.critic_step
+
+    def counting(self, real, fake):
+        seen.append(real.clone())
+        assert self.optimizer.param_groups[0]["betas"] == (0.0, 0.9)
+        return critic_step(self, real, fake)
+
+    monkeypatch.setattr(WassersteinTrainer, "critic_step", counting)
+    generator_run(wloss_hq_wav2lip_train, data, expert_run, tmp_path, "--max_steps", "1", "--critic_steps", "2",
+                  "--hparams", f"{GEN_HP},eval_interval=1,wgan_beta1=0,wgan_beta2=0.9")
+    assert len(seen) == 2 and not torch.equal(seen[0], seen[1])  # two critic updates, each on its own batch
+    assert load_checkpoint(tmp_path / "checkpoint_step000000001.pth")["img_size"] == 96
+    load_model(Wav2Lip_disc_qual(), tmp_path / "disc_checkpoint_step000000001.pth")  # the discriminator's layout
+    train = {r["name"] for r in read_log(tmp_path) if r["phase"] == "train"}
+    assert train == {"l1", "sync", "perceptual", "critic_real", "critic_fake", "gradient_penalty"}
+    assert {r["name"] for r in read_log(tmp_path) if r["phase"] == "eval"} == {
+        "l1", "sync", "perceptual", "critic_real", "critic_fake", "wasserstein"}
+    with pytest.raises(UserError, match="--critic_steps must be at least 1, got 0"):
+        generator_run(wloss_hq_wav2lip_train, data, expert_run, tmp_path / "bad", "--critic_steps", "0")
 
 
 @pytest.mark.parametrize("damage", ["few_frames", "bad_jpgs"])

@@ -1,9 +1,13 @@
 """Write filelists/train.txt and val.txt (and test.txt) for the trainers from a preprocessed root.
 
-    python make_filelists.py --preprocessed_root lrs2_preprocessed
-    python make_filelists.py --preprocessed_root lrs2_preprocessed --val_fraction 0.05 --test_fraction 0.05 --seed 1
-    python make_filelists.py --preprocessed_root my_preprocessed --split_by clip
-    python make_filelists.py --preprocessed_root lrs2_preprocessed --lrs2_lists mvlrs_v1
+    python generate_filelists.py --data_root lrs2_preprocessed
+    python generate_filelists.py --data_root lrs2_preprocessed --val_fraction 0.05 --test_fraction 0.05 --seed 1
+    python generate_filelists.py --data_root my_preprocessed --split_by clip
+    python generate_filelists.py --data_root lrs2_preprocessed --lrs2_lists mvlrs_v1
+    python generate_filelists.py --data_root lrs2_preprocessed_288x288     # the HD notebook's step
+
+The name and --data_root flag are those of the HD notebook and forks; --preprocessed_root
+(preprocess.py's name for the same folder) is accepted as an alias.
 
 Each line is `<group>/<clip>`. Only usable clips are listed: an audio.wav and
 more than 3 * syncnet_T = 15 face crops (the trainers' own minimum). The split
@@ -91,7 +95,8 @@ def write_list(path, names):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preprocessed_root", required=True, help="output folder of preprocess.py")
+    parser.add_argument("--data_root", "--preprocessed_root", dest="data_root", required=True,
+                        help="output folder of preprocess.py (its --preprocessed_root)")
     parser.add_argument("--output_dir", default="filelists", help="where train.txt, val.txt, test.txt go (default filelists)")
     parser.add_argument("--val_fraction", type=float, default=0.05, help="share of groups (or clips) for val (default 0.05)")
     parser.add_argument("--test_fraction", type=float, default=0.0,
@@ -103,14 +108,14 @@ def main(argv=None):
                         help="folder with LRS2's train.txt, val.txt (and test.txt): use its split instead")
     args = parser.parse_args(argv)
 
-    if not os.path.isdir(args.preprocessed_root):
-        raise UserError(f"{args.preprocessed_root}: preprocessed root not found")
+    if not os.path.isdir(args.data_root):
+        raise UserError(f"{args.data_root}: preprocessed root not found")
     for name in ("val_fraction", "test_fraction"):
         if not 0 <= getattr(args, name) < 1:
             raise UserError(f"--{name} must be in [0, 1), got {getattr(args, name)}")
-    usable, skipped = scan_clips(args.preprocessed_root)
+    usable, skipped = scan_clips(args.data_root)
     if not usable:
-        raise UserError(f"{args.preprocessed_root}: no usable clips (need audio.wav and more than "
+        raise UserError(f"{args.data_root}: no usable clips (need audio.wav and more than "
                         f"{MIN_FRAMES} face crops as <group>/<clip>/<i>.jpg)")
     if args.lrs2_lists:
         lists, dropped = read_lrs2_lists(args.lrs2_lists, usable)
@@ -126,7 +131,7 @@ def main(argv=None):
     left_out = "; ".join(f"{n} with {reason}" for reason, n in sorted(skipped.items())) or "none"
     print(f"wrote {counts} clips to {args.output_dir}/ ({len(usable)} usable; left out: {left_out})")
     if dropped:
-        print(f"{dropped} entries of the LRS2 lists are not usable clips of {args.preprocessed_root} and were left out")
+        print(f"{dropped} entries of the LRS2 lists are not usable clips of {args.data_root} and were left out")
     return lists
 
 
