@@ -6,12 +6,15 @@
     python inference.py --checkpoint_path checkpoints/wav2lip_gan.pth --face clip.mp4 --audio a.wav \\
         --box 40 300 120 380 --precision bf16          # fixed face box, fast reduced precision
     python inference.py ... --no_face pass              # frames without a face are left as they are
+    python inference.py ... --face_select largest --blend   # the largest face, blended in seamlessly
+    python inference.py ... --face_point 420 260 --detect_every 5 --detect_max_side 640
 
 The algorithm is the published one (SPEC section 9); frames are streamed, so
 memory does not grow with the video. See README.md (Inference).
 """
 import argparse
 import os
+import sys
 from contextlib import closing
 import tempfile
 import time
@@ -33,6 +36,7 @@ def parse_bool(text):
 
 
 def build_parser():
+    from face_detection import FACE_RULES
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint_path", required=True, help="Wav2Lip generator checkpoint (.pth)")
@@ -55,12 +59,26 @@ def build_parser():
     p.add_argument("--nosmooth", action="store_true", help="do not average face boxes over 5 frames")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="generator precision: fp32 (exact), bf16 (fast on CPU), fp16 (CUDA)")
+                   help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on "
+                        "CPU), fp16 (CUDA)")
     p.add_argument("--pass_size", type=int, default=None,
                    help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16; on CUDA: "
                         "--wav2lip_batch_size); any value gives the same frames")
     p.add_argument("--no_face", choices=("error", "pass"), default="error",
                    help="frames where no face is found: stop with an error, or pass them through")
+    p.add_argument("--face_select", choices=FACE_RULES, default="score",
+                   help="which face when a frame has several: score (the highest-scoring, as the "
+                        "reference) or largest")
+    p.add_argument("--face_point", nargs=2, type=int, default=None, metavar=("X", "Y"),
+                   help="the face whose box contains this pixel when it first appears, then followed "
+                        "from frame to frame; where it is lost, --no_face applies")
+    p.add_argument("--detect_every", type=int, default=1, metavar="N",
+                   help="detect faces on every Nth frame only, boxes in between interpolated (default 1)")
+    p.add_argument("--detect_max_side", type=int, default=None, metavar="N",
+                   help="detect faces on frames downscaled to this longest side (default: full size)")
+    p.add_argument("--blend", action="store_true",
+                   help="blend the generated lower face into the frame through a feathered mask "
+                        "instead of pasting the whole box")
     p.add_argument("--box_cache", default=None, metavar="DIR",
                    help="folder of cached face boxes (default ~/.cache/wav2lip/boxes)")
     p.add_argument("--no_box_cache", action="store_true", help="neither read nor write cached boxes")
@@ -69,13 +87,18 @@ def build_parser():
 
 
 def check_args(args):
-    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size"):
+    from face_detection.detect import MIN_SIDE
+    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size", "detect_every"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
     if min(args.pads) < 0:
         raise UserError(f"--pads must not be negative, got {' '.join(map(str, args.pads))}")
+    if args.detect_max_side is not None and args.detect_max_side < MIN_SIDE:
+        raise UserError(f"--detect_max_side must be at least {MIN_SIDE} pixels, got {args.detect_max_side}")
+    if args.face_point is not None and args.face_select != "score":
+        raise UserError("--face_point and --face_select choose the face two ways: give one of them")
     for name in ("face", "audio", "checkpoint_path"):
         path = getattr(args, name)
         if not os.path.isfile(path):
@@ -83,7 +106,10 @@ def check_args(args):
 
 
 def load_mel(path, workdir):
-    """The 80-band mel of `path` at 16 kHz; UserError for unreadable, silent or too short audio."""
+    """The 80-band mel of `path` at 16 kHz; UserError for unreadable, empty or too short audio.
+
+    Silent (all-zero) audio is valid, as in the reference: the mouth stays closed (a warning says so).
+    """
     import audio
     from videoio import extract_audio
     wav_path = path
@@ -95,7 +121,8 @@ def load_mel(path, workdir):
         if wav.size == 0:
             raise UserError(f"{path}: the audio is empty")
         if not np.any(wav):
-            raise UserError(f"{path}: the audio is silent (all samples zero), nothing to lip-sync")
+            print(f"warning: {path}: the audio is silent (all samples zero): the mouth will stay closed",
+                  file=sys.stderr)
         mel = audio.melspectrogram(wav)
     except audio.AudioError as e:
         reason = str(e).removeprefix(f"{wav_path}: ")
@@ -166,7 +193,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
     import torch
+    from blending import blend_face
     from devices import get_device
+    from lipsync import paste_face
     from streaming import BoxCache, FaceBoxes, FaceSource, StageTimes, dub, load_face_detector
 
     started = time.perf_counter()
@@ -181,15 +210,20 @@ def main(argv=None):
         runner = build_runner(args.checkpoint_path, device, args.precision, args.wav2lip_batch_size,
                               args.pass_size)
         if args.box[0] == -1:
-            cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder())
-            boxes = FaceBoxes(detector=load_face_detector(device), batch_size=args.face_det_batch_size,
-                              pads=args.pads, smooth=not args.nosmooth, no_face=args.no_face,
-                              cache=cache, device=device)
+            settings = dict(batch=args.face_det_batch_size, device=device.type, precision=args.precision,
+                            max_side=args.detect_max_side, every=args.detect_every,
+                            face_select=args.face_select, face_point=args.face_point)
+            cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder(), settings)
+            detector = load_face_detector(device, precision=args.precision, max_side=args.detect_max_side)
+            boxes = FaceBoxes(detector=detector, batch_size=args.face_det_batch_size, pads=args.pads,
+                              smooth=not args.nosmooth, no_face=args.no_face, cache=cache,
+                              face_rule=args.face_select, face_point=args.face_point,
+                              detect_every=args.detect_every)
         else:
             boxes = FaceBoxes(box=tuple(args.box))
         times = StageTimes()
         frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
-                     progress=not args.quiet)
+                     progress=not args.quiet, paste=blend_face if args.blend else paste_face)
         count = write_video(frames, args.outfile, source.fps, args.audio, times)
     seconds = time.perf_counter() - started
     if not args.quiet:

@@ -1,7 +1,7 @@
 """Streamed Wav2Lip dubbing: decode, detect, generate, paste and encode in bounded batches.
 
     source = FaceSource("video.mp4")
-    boxes = FaceBoxes(detector=load_face_detector(device), cache=BoxCache.default())
+    boxes = FaceBoxes(detector=load_face_detector(device), cache=BoxCache(BoxCache.default_folder()))
     for frame in dub(source, mel, GeneratorRunner(model, device), boxes):
         writer.write(frame)
 
@@ -22,7 +22,6 @@ from collections import Counter
 from itertools import islice
 
 import numpy as np
-import torch
 
 from cli import UserError
 from fileio import atomic_output
@@ -190,32 +189,35 @@ class FaceSource:
             raise UserError(f"{self.path}: the video has no frames")
 
 
-def load_face_detector(device):
-    """The S3FD detector of face_detection/ on `device`."""
+def load_face_detector(device, precision="fp32", max_side=None):
+    """The S3FD detector of face_detection/ on `device`, in `precision`, on frames downscaled to
+    `max_side` (None: full size)."""
     import face_detection
     return face_detection.FaceAlignment(face_detection.LandmarksType._2D, flip_input=False,
-                                        device=str(device))
+                                        device=str(device), precision=precision, max_side=max_side)
 
 
 class BoxCache:
     """Detector rects of a video, stored so that dubbing it again skips face detection.
 
-    One .npz per (video path, size, mtime, frame preparation, detector
-    weights and batch, device type) under `folder`, default
-    $XDG_CACHE_HOME/wav2lip/boxes (~/.cache/wav2lip/boxes). Any change to the
-    video file or the settings gives a different key, so no stale entry is read.
+    One .npz per (video path, size, mtime, frame preparation, detector weights,
+    `settings`) under `folder`, default $XDG_CACHE_HOME/wav2lip/boxes
+    (~/.cache/wav2lip/boxes). `settings` holds whatever else decides the boxes
+    (inference.py: detection batch, device type, precision, --detect_max_side,
+    --detect_every, --face_select, --face_point). Any change to the video file or
+    the settings gives a different key, so no stale entry is read.
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder, settings=None):
         self.folder = os.fspath(folder)
+        self.settings = dict(settings or {})
 
     @staticmethod
     def default_folder():
         root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         return os.path.join(root, "wav2lip", "boxes")
 
-    @staticmethod
-    def key(source, detector_batch_size, device):
+    def key(self, source):
         from face_detection import default_weights_path
         stat = os.stat(source.path)
         weights = default_weights_path()
@@ -224,7 +226,7 @@ class BoxCache:
             "video": os.path.abspath(source.path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
             "resize_factor": source.resize_factor, "rotate": source.rotate, "crop": list(source.crop),
             "static": source.static, "weights": [weights, weights_stat.st_size, weights_stat.st_mtime_ns]
-            if weights_stat else None, "batch": detector_batch_size, "device": torch.device(device).type,
+            if weights_stat else None, **self.settings,
         }, sort_keys=True)
 
     def _path(self, key):
@@ -262,18 +264,32 @@ class FaceBoxes:
 
     box: (y1, y2, x1, x2) or None to detect; pads: (top, bottom, left, right);
     no_face: "error" (the reference) or "pass" (frames without a face are
-    written unchanged, and box smoothing restarts after them).
+    written unchanged, and box smoothing restarts after them). face_rule and
+    face_point choose the face (face_detection.FaceChooser); detect_every: detect
+    every Nth frame and interpolate between (face_detection.FaceTrack).
     """
 
     def __init__(self, box=None, detector=None, batch_size=16, pads=(0, 10, 0, 0), smooth=True,
-                 no_face="error", cache=None, device="cpu"):
+                 no_face="error", cache=None, face_rule="score", face_point=None, detect_every=1):
         self.box, self.batch_size = box, int(batch_size)
-        self.detection = None
-        if detector is not None:
-            from face_detection import BatchedDetection  # halves its batch when out of memory
-            self.detection = BatchedDetection(detector, self.batch_size)
-        self.pads, self.smooth, self.no_face = tuple(pads), smooth, no_face
-        self.cache, self.device = cache, device
+        self.detector = detector
+        self.pads, self.smooth, self.no_face, self.cache = tuple(pads), smooth, no_face, cache
+        self.face_rule, self.face_point, self.detect_every = face_rule, face_point, int(detect_every)
+
+    def _detected(self, frames):
+        """(frame, rect or None) per frame, from S3FD."""
+        from face_detection import BatchedDetection, FaceChooser, FaceTrack
+        detection = BatchedDetection(self.detector, self.batch_size)  # halves its batch when out of memory
+        chooser = FaceChooser(self.face_rule, self.face_point)
+        return FaceTrack(detection, chooser, self.detect_every).stream(frames)
+
+    def _no_face(self, source, index):
+        if self.face_point is None:
+            return UserError(f"{source.path}: no face detected in frame {index} "
+                             "(use --box, or --no_face pass to leave such frames unchanged)")
+        x, y = self.face_point
+        return UserError(f"{source.path}: the face at --face_point {x} {y} is not found in frame {index} "
+                         "(use --no_face pass to leave such frames unchanged)")
 
     def track(self, source, frames, frames_needed, times):
         """Yield (frame, coords (y1, y2, x1, x2) or None) for each frame of `frames`, in order."""
@@ -281,27 +297,24 @@ class FaceBoxes:
             for index, frame in enumerate(frames):
                 yield frame, self._checked(self.box, frame, index, source)
             return
-        key = BoxCache.key(source, self.batch_size, self.device) if self.cache else None
+        key = self.cache.key(source) if self.cache else None
         cached = self.cache.load(key, frames_needed) if self.cache else None
         smoother = BoxSmoother(enabled=self.smooth)
         seen = []
-        batches = iter(lambda: list(islice(frames, self.batch_size)), [])
-        for batch in batches:
-            start = time.perf_counter()
-            first = len(seen)
-            rects = cached[first:first + len(batch)] if cached else self.detection.detect(batch)
-            times.add("detect", time.perf_counter() - start)
-            seen.extend(rects)
-            for offset, (frame, rect) in enumerate(zip(batch, rects)):
-                index = first + offset
-                if rect is not None:
-                    yield from self._final(smoother.push((index, frame), pad_box(rect, self.pads, frame.shape)), source)
-                    continue
-                if self.no_face == "error":
-                    raise UserError(f"{source.path}: no face detected in frame {index} "
-                                    "(use --box, or --no_face pass to leave such frames unchanged)")
-                yield from self._final(smoother.finish(), source)
-                yield frame, None
+        rects = zip(frames, cached) if cached else times.timed("detect", self._detected(frames))
+        for index, (frame, rect) in enumerate(rects):
+            if index == 0 and self.face_point is not None:
+                x, y = self.face_point
+                if not (0 <= x < frame.shape[1] and 0 <= y < frame.shape[0]):
+                    raise UserError(f"--face_point {x} {y} is outside the {frame.shape[1]}x{frame.shape[0]} frame")
+            seen.append(rect)
+            if rect is not None:
+                yield from self._final(smoother.push((index, frame), pad_box(rect, self.pads, frame.shape)), source)
+                continue
+            if self.no_face == "error":
+                raise self._no_face(source, index)
+            yield from self._final(smoother.finish(), source)
+            yield frame, None
         yield from self._final(smoother.finish(), source)
         if self.cache and not cached:
             self.cache.save(key, seen, complete=len(seen) < frames_needed)
@@ -319,11 +332,14 @@ class FaceBoxes:
         return coords
 
 
-def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, final_window=True):
+def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, final_window=True,
+        paste=paste_face):
     """Output frames (BGR uint8), one per 16-frame mel window at the source's fps, in order.
 
     final_window: end with a window on the last 16 mel frames, as inference.py does
-    (the evaluation scripts do not; see lipsync.mel_chunk_starts).
+    (the evaluation scripts do not; see lipsync.mel_chunk_starts). paste(frame, face,
+    coords): how a generated face goes into its frame (the reference's hard paste, or
+    blending.blend_face).
     """
     from tqdm import tqdm
     times = times if times is not None else StageTimes()
@@ -376,7 +392,7 @@ def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, 
         generated = runner(mels, faces, keys) if with_face else []
         times.add("generate", time.perf_counter() - start)
         start = time.perf_counter()
-        out = {i: paste_face(frame.copy(), face, coords)
+        out = {i: paste(frame.copy(), face, coords)
                for (i, _, frame, coords), face in zip(with_face, generated)}
         times.add("paste", time.perf_counter() - start)
         for i, (_, frame, _) in batch:

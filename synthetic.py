@@ -85,7 +85,6 @@ def draw_face(height, width, mouth_open=0.3, box=None, seed=0):
 
     `box` = (x1, y1, x2, y2) of the face, by default centred covering ~half the frame.
     """
-    import cv2
     rng = np.random.RandomState(seed)
     frame = np.full((height, width, 3), 0, np.uint8)
     frame[:] = (rng.randint(40, 90), rng.randint(60, 110), rng.randint(80, 130))
@@ -93,6 +92,12 @@ def draw_face(height, width, mouth_open=0.3, box=None, seed=0):
         fw, fh = width // 2, int(height * 0.6)
         x1, y1 = (width - fw) // 2, (height - fh) // 2
         box = (x1, y1, x1 + fw, y1 + fh)
+    return paint_face(frame, box, mouth_open)
+
+
+def paint_face(frame, box, mouth_open=0.3):
+    """Draw draw_face's cartoon face filling `box` (x1, y1, x2, y2) onto a BGR uint8 frame, in place."""
+    import cv2
     x1, y1, x2, y2 = box
     cx, cy, fw, fh = (x1 + x2) // 2, (y1 + y2) // 2, x2 - x1, y2 - y1
     cv2.ellipse(frame, (cx, cy), (fw // 2, fh // 2), 0, 0, 360, (120, 160, 220), -1)

@@ -150,7 +150,7 @@ class PairDubber:
                 raise UserError(f"{audio_source}: the audio is shorter than one mel window")
             pair = PairSource(source, length, stretch=o.stretch, fps=fps)
             boxes = FaceBoxes(detector=self.detector, batch_size=o.face_det_batch_size, pads=o.pads,
-                              smooth=True, no_face="error", device=self.device)
+                              smooth=True, no_face="error")
             self.runner.new_video()
             frames = dub(pair, mel, self.runner, boxes, batch_size=o.wav2lip_batch_size,
                          final_window=False)

@@ -204,12 +204,6 @@ def detect_shots_and_faces(frames, detector, options=DEFAULT_OPTIONS, batch_size
 
 # ---- tracks ---------------------------------------------------------------------------------
 
-def box_iou(a, b):
-    """IoU of two (x1, y1, x2, y2) boxes, sides without +1 (run_pipeline's bb_intersection_over_union)."""
-    inter = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter / float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def greedy_tracks(shot_faces, first_frame=0, options=DEFAULT_OPTIONS):
     """track_shot's loop: per track, (frames, boxes) of its detections, tracks in the order made.
 
@@ -224,6 +218,7 @@ def greedy_tracks(shot_faces, first_frame=0, options=DEFAULT_OPTIONS):
     the outcome differs only where two faces of a frame overlap by IoU > 0.5,
     which the detector's NMS at 0.1 excludes, but then a track holds one frame twice.
     """
+    from face_detection.tracking import iou  # run_pipeline's bb_intersection_over_union
     pool = [[tuple(float(v) for v in face[:4]) for face in frame_faces] for frame_faces in shot_faces]
     tracks = []
     start = 0  # faces only leave the pool, so the first frame with faces left only moves forward
@@ -240,7 +235,7 @@ def greedy_tracks(shot_faces, first_frame=0, options=DEFAULT_OPTIONS):
             faces = pool[offset]
             i = 0
             while i < len(faces):
-                if not frames or box_iou(faces[i], boxes[-1]) > options.track_iou:
+                if not frames or iou(faces[i], boxes[-1]) > options.track_iou:
                     frames.append(frame)
                     boxes.append(faces.pop(i))  # its successor slides into slot i ...
                 i += 1  # ... and is passed over, as by the reference's list iterator

@@ -18,12 +18,15 @@ VARIANCES = (0.1, 0.2)  # SSD box-offset scales: centre, size
 MIN_SIDE = 2 ** 5  # five 2x2 max-pools: smaller frames leave the deepest layers empty
 
 
-def frames_to_input(frames_bgr, device):
-    """(N, H, W, 3) BGR uint8 frames -> (N, 3, H, W) float32 network input on `device`."""
+def frames_to_input(frames_bgr, device, dtype=torch.float32):
+    """(N, H, W, 3) BGR uint8 frames -> (N, 3, H, W) network input on `device`, channels_last in memory.
+
+    The values (integers in [-123, 151]) are exact in float32, bfloat16 and float16.
+    """
     frames = torch.from_numpy(np.ascontiguousarray(frames_bgr)).to(device)
     rgb = frames.flip(-1).float()  # (N, H, W, 3)
     x = rgb - torch.tensor(MEAN, device=device)
-    return x.permute(0, 3, 1, 2)  # (N, 3, H, W)
+    return x.permute(0, 3, 1, 2).to(dtype)  # (N, 3, H, W)
 
 
 def decode_heads(outputs):
@@ -84,3 +87,10 @@ def select_faces(boxes, scores):
     counts = torch.bincount(image, minlength=scores.shape[0]).cpu().numpy()
     per_image = np.split(dets, np.cumsum(counts)[:-1])
     return [d[nms(d)] for d in per_image]
+
+
+def face_rect(face):
+    """A kept face [x1, y1, x2, y2, score] as the reference returns it: ints (x1, y1, x2, y2),
+    negatives clipped to 0 (then truncated)."""
+    x1, y1, x2, y2 = (int(v) for v in np.clip(face[:4], 0, None))
+    return x1, y1, x2, y2

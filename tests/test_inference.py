@@ -15,6 +15,7 @@ from audio import load_wav, save_wav
 from benchmarks import reference_inference
 from checkpoints import save_checkpoint
 from cli import UserError
+from face_detection import FaceAlignment
 from models import Wav2Lip
 from synthetic import draw_face, recipe_state_dict, speech_like_audio
 
@@ -51,13 +52,16 @@ class StubDetector:
     def __init__(self, no_face_at=()):
         self.no_face_at, self.seen, self.device = set(no_face_at), 0, torch.device("cpu")
 
-    def get_detections_for_batch(self, frames):
-        rects = []
+    def detect_from_batch(self, frames):
+        faces = []
         for frame in frames:
             s = int(frame[40:70, 40:90].sum()) // 997
-            rects.append(None if self.seen in self.no_face_at else (30 + s % 5, 15 + s % 3, 96 - s % 4, 70))
+            box = [] if self.seen in self.no_face_at else [[30 + s % 5, 15 + s % 3, 96 - s % 4, 70, 0.9]]
+            faces.append(np.array(box, np.float32).reshape(-1, 5))
             self.seen += 1
-        return rects
+        return faces
+
+    get_detections_for_batch = FaceAlignment.get_detections_for_batch  # the published algorithm's call
 
 
 _reference_memo = {}
@@ -75,7 +79,7 @@ def reference_frames(checkpoint, face, speech, detector=None, **options):
 
 
 def use_stub(monkeypatch, stub):
-    monkeypatch.setattr(streaming, "load_face_detector", lambda device: stub)
+    monkeypatch.setattr(streaming, "load_face_detector", lambda device, **options: stub)
     return stub
 
 
@@ -224,6 +228,58 @@ def test_bf16_is_close_to_fp32(media, tmp_path, captured):
         run(media, tmp_path, "--box", *BOX, "--precision", "fp16", "--device", "cpu")
 
 
+def test_silent_audio_gives_a_video_with_a_warning(media, tmp_path, captured, capsys):
+    """All-zero audio is valid input, as in the reference (the mouth stays closed)."""
+    silent = write_wav16(tmp_path / "silent.wav", np.zeros(int(AUDIO_SECONDS * 16000)))
+    stats, outfile = run(media, tmp_path, "--box", *BOX, audio=silent)
+    assert os.path.isfile(outfile) and stats["frames"] == len(captured) == N_OUT
+    assert "silent.wav: the audio is silent (all samples zero): the mouth will stay closed" in capsys.readouterr().err
+
+
+def test_blend_changes_the_mouth_and_nothing_outside_the_mask(media, tmp_path, captured):
+    from blending import lower_face_mask
+    run(media, tmp_path, "--box", *BOX, "--blend")
+    pasted, _ = reference_frames(media.checkpoint, media.video, media.speech, box=BOX)  # the hard paste
+    y1, y2, x1, x2 = BOX
+    mask = np.zeros((H, W), np.float32)
+    mask[y1:y2, x1:x2] = lower_face_mask(y2 - y1, x2 - x1)
+    assert mask.max() == 1 and mask[y1:(y1 + y2) // 2 - 6].max() == 0  # the upper face keeps its pixels
+    for i, (frame, hard) in enumerate(zip(captured, pasted)):
+        source = media.frames[i % N_FRAMES]
+        assert np.array_equal(frame[mask == 0], source[mask == 0]), i
+        assert np.array_equal(frame[mask == 1], hard[mask == 1]), i  # the core is the generated face
+        mouth = (frame[mask == 1] != source[mask == 1]).any(axis=1)
+        assert mouth.mean() > 0.5, i
+        between = (mask > 0) & (mask < 1)
+        low, high = np.minimum(source, hard)[between], np.maximum(source, hard)[between]
+        assert ((low <= frame[between]) & (frame[between] <= high)).all(), i  # a fade, never beyond either
+
+
+def test_cache_keys_hold_the_detection_options(media, tmp_path, monkeypatch):
+    import json
+    stub, built = StubDetector(), []
+    monkeypatch.setattr(streaming, "load_face_detector", lambda device, **options: built.append(options) or stub)
+    options = ["--face_select", "largest", "--detect_every", 3, "--detect_max_side", 64]
+    run(media, tmp_path, *options)
+    assert built == [{"precision": "fp32", "max_side": 64}]
+    assert stub.seen == 4  # frames 0, 3, 6 and 9 (the last)
+    (entry,) = list((tmp_path / "cache").iterdir())
+    with np.load(entry) as data:
+        key = json.loads(str(data["key"]))
+    assert {k: key[k] for k in ("precision", "max_side", "every", "face_select", "face_point")} == \
+        {"precision": "fp32", "max_side": 64, "every": 3, "face_select": "largest", "face_point": None}
+    run(media, tmp_path, *options)
+    assert stub.seen == 4  # the same options: boxes from the cache
+    for other in (["--face_select", "largest", "--detect_every", 3],  # each option changes the key
+                  ["--face_select", "largest", "--detect_max_side", 64],
+                  ["--detect_every", 3, "--detect_max_side", 64],
+                  ["--face_point", 60, 40, "--detect_every", 3, "--detect_max_side", 64]):
+        seen = stub.seen
+        run(media, tmp_path, *other)
+        assert stub.seen > seen, other
+    assert len(list((tmp_path / "cache").iterdir())) == 5
+
+
 def test_paths_with_spaces_and_shell_metacharacters(media, tmp_path):
     odd = tmp_path / "a b;$(touch x)&'q\""
     odd.mkdir()
@@ -241,6 +297,12 @@ def write_bytes(path, data):
     return str(path)
 
 
+def write_wav16(path, samples):
+    from scipy.io import wavfile
+    wavfile.write(path, 16000, (np.asarray(samples) * 20000).astype(np.int16))
+    return str(path)
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing face", r"nope\.mp4: file not found \(--face\)"),
     ("unreadable face", r"cannot open as a video"),
@@ -250,7 +312,6 @@ def write_bytes(path, data):
     ("missing checkpoint", r"nope\.pth: file not found \(--checkpoint_path\)"),
     ("corrupt checkpoint", r"bad\.pth: not a readable PyTorch checkpoint"),
     ("wrong network", r"does not fit Wav2Lip: .*looks like a S3FD face detector"),
-    ("silent audio", r"silent\.wav: the audio is silent"),
     ("empty audio", r"empty\.wav: .*(empty|non-empty)"),
     ("short audio", r"short\.wav: the audio lasts 0\.100 s, shorter than one mel window"),
     ("image without a face", r"face\.png: no face detected in frame 0"),
@@ -269,12 +330,10 @@ def test_bad_input_is_one_clear_error_and_no_output(media, tmp_path, monkeypatch
         kwargs["audio"] = write_bytes(tmp_path / "bad.wav", b"RIFF....garbage")
     elif case == "unreadable audio mp3":
         kwargs["audio"] = write_bytes(tmp_path / "bad.mp3", b"\x00garbage" * 10)
-    elif case in ("silent audio", "empty audio", "short audio"):
-        name, samples = {"silent audio": ("silent", np.zeros(16000)), "empty audio": ("empty", np.zeros(0)),
+    elif case in ("empty audio", "short audio"):
+        name, samples = {"empty audio": ("empty", np.zeros(0)),
                          "short audio": ("short", speech_like_audio(0.1, 16000))}[case]
-        from scipy.io import wavfile
-        kwargs["audio"] = str(tmp_path / f"{name}.wav")
-        wavfile.write(kwargs["audio"], 16000, (np.asarray(samples) * 20000).astype(np.int16))
+        kwargs["audio"] = write_wav16(tmp_path / f"{name}.wav", samples)
     elif case == "image without a face":
         kwargs["face"] = media.image
     elif case == "box outside the frame":
