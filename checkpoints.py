@@ -159,18 +159,30 @@ def load_model(model, path, device="cpu"):
     return checkpoint
 
 
-def load_sized_model(network, path, device="cpu", img_size=None):
+def load_sized_model(network, path, device="cpu", img_size=None, assign=False):
     """(network of the checkpoint's size with its weights, on `device`; the checkpoint dict).
 
     network: Wav2Lip, SyncNet_color or Wav2Lip_disc_qual (the class). With img_size
     given, a checkpoint of another size is a one-line error naming both sizes.
+    assign=True (for inference): the network is built on the meta device and takes the
+    checkpoint's tensors themselves: no random initialisation, one copy of the weights.
     """
+    import warnings
     checkpoint = load_checkpoint(path, device)
     if img_size is not None:
         _check_size(network.__name__, checkpoint, path, img_size)
-    model = network(img_size=img_size or checkpoint_img_size(checkpoint, path))
-    load_state_dict_strict(model, checkpoint["state_dict"], path)
-    return model.to(device), checkpoint
+    size = img_size or checkpoint_img_size(checkpoint, path)
+    if not assign:
+        model = network(img_size=size)
+        load_state_dict_strict(model, checkpoint["state_dict"], path)
+        return model.to(device), checkpoint
+    with torch.device("meta"):
+        model = network(img_size=size)
+    with warnings.catch_warnings():  # copying into meta tensors is a no-op: only the checks matter
+        warnings.simplefilter("ignore", UserWarning)
+        load_state_dict_strict(model, checkpoint["state_dict"], path)  # one-line errors
+    model.load_state_dict(checkpoint["state_dict"], strict=True, assign=True)
+    return model, checkpoint
 
 
 def load_published_weights(model, path, url, what):

@@ -7,10 +7,21 @@
 
 Crops are square BGR uint8 of any size: resized to 512, normalised as GFPGAN
 does (RGB, (x / 255 - 0.5) / 0.5), restored, clamped to [-1, 1] and resized
-back. Blending the result into the frame is the caller's business.
+back.
+
+The pass of inference.py --enhance gfpgan works on whole frames and their face boxes:
+
+    for frame in enhance_frames(dub(..., with_coords=True), model, dtype, batch_size=4):
+        writer.write(frame)
+
+Around each box, a square of FACE_SCALE times its longer side (box centre at
+FACE_CENTRE of the way down) approximates GFPGAN's 512x512 FFHQ framing; it is
+restored and blended back through blending.lower_face_mask over the box, so
+only the lower face changes (see face_square).
 """
 import contextlib
 import os
+import time
 
 import numpy as np
 import torch
@@ -111,3 +122,80 @@ def restore(faces, model, dtype=torch.float32, batch_size=4, randomize_noise=Fal
 def _to_tensor(face_bgr, device):
     """(S, S, 3) BGR uint8 -> (1, 3, S, S) RGB float32 in [0, 255]."""
     return torch.from_numpy(np.ascontiguousarray(face_bgr[:, :, ::-1])).to(device).permute(2, 0, 1)[None].float()
+
+
+# The square around a face box that GFPGAN restores. GFPGAN was trained on FFHQ crops aligned
+# by 5 landmarks (facexlib's 512 template: eyes at y = 240, mouth corners at y = 371, eyes
+# 127 px apart). In an S3FD box with Wav2Lip's pads, the eyes sit about 0.38 of the way down and
+# the mouth about 0.78, the eyes about 0.4 box widths apart: 131 px from eyes to mouth over 0.4
+# box heights and 127 px between the eyes over 0.4 box widths both give a box of ~320 px, 1/1.6
+# of the crop, with its centre about 25 px (0.05) below the crop's centre. No landmark model
+# here: no rotation, one scale for both axes (the box's longer side).
+FACE_SCALE = 1.6    # crop side / the box's longer side
+FACE_CENTRE = 0.55  # the box's centre, as a fraction of the way down the crop
+PAD_BGR = (135, 133, 132)  # outside the frame: facexlib's border value for GFPGAN's crops
+
+
+def face_square(coords, scale=FACE_SCALE, centre=FACE_CENTRE):
+    """The square (top, bottom, left, right) that GFPGAN restores around face box (y1, y2, x1, x2),
+    in frame coordinates (it may reach outside the frame); it always contains the box."""
+    y1, y2, x1, x2 = coords
+    side = max(int(round(scale * max(y2 - y1, x2 - x1))), y2 - y1, x2 - x1)
+    top = int(np.floor((y1 + y2) / 2 - centre * side + 0.5))
+    left = int(np.floor((x1 + x2) / 2 - side / 2 + 0.5))
+    top, left = min(max(top, y2 - side), y1), min(max(left, x2 - side), x1)  # the box stays inside
+    return top, top + side, left, left + side
+
+
+def crop_square(frame, square):
+    """frame[top:bottom, left:right] as a (side, side, 3) crop, PAD_BGR where it leaves the frame."""
+    import cv2
+    top, bottom, left, right = square
+    height, width = frame.shape[:2]
+    inner = frame[max(top, 0):min(bottom, height), max(left, 0):min(right, width)]
+    return cv2.copyMakeBorder(inner, max(0, -top), max(0, bottom - height), max(0, -left),
+                              max(0, right - width), cv2.BORDER_CONSTANT, value=PAD_BGR)
+
+
+def enhance_frame(frame, restored, square, coords):
+    """A copy of `frame` with the crop `restored` (of `square`) blended in over face box `coords`
+    through blending.lower_face_mask: pixels where the mask is 0 stay exactly the frame's."""
+    from blending import blend_face
+    y1, y2, x1, x2 = coords
+    top, _, left, _ = square
+    return blend_face(frame.copy(), restored[y1 - top:y2 - top, x1 - left:x2 - left], coords)
+
+
+def enhance_frames(frames, model, dtype=torch.float32, batch_size=4, times=None, bar=None, max_frames=None):
+    """Frames of (frame, coords or None) pairs (streaming.dub(..., with_coords=True)), enhanced, in order.
+
+    Frames are taken until `batch_size` of them have a face (or `max_frames`,
+    default 4 x batch_size, are held: long stretches without a face stay in
+    bounded memory), their squares (face_square) restored in one batch and
+    blended back (enhance_frame); frames without a face pass unchanged. times: a
+    streaming.StageTimes ("enhance"); bar: a tqdm advanced per frame.
+    """
+    frames = iter(frames)
+    max_frames = max_frames or 4 * batch_size
+    while True:
+        batch, faces = [], 0
+        for frame, coords in frames:
+            batch.append((frame, coords))
+            faces += coords is not None
+            if faces == batch_size or len(batch) >= max_frames:
+                break
+        if not batch:
+            return
+        start = time.perf_counter()
+        squares = {i: face_square(coords) for i, (_, coords) in enumerate(batch) if coords is not None}
+        restored = restore([crop_square(batch[i][0], square) for i, square in squares.items()], model,
+                           dtype=dtype, batch_size=batch_size)
+        out = [frame for frame, _ in batch]
+        for (i, square), face in zip(squares.items(), restored):
+            out[i] = enhance_frame(out[i], face, square, batch[i][1])
+        if times is not None:
+            times.add("enhance", time.perf_counter() - start)
+        for frame in out:
+            yield frame
+            if bar is not None:
+                bar.update(1)

@@ -8,6 +8,7 @@
     python inference.py ... --no_face pass              # frames without a face are left as they are
     python inference.py ... --face_select largest --blend   # the largest face, blended in seamlessly
     python inference.py ... --face_point 420 260 --detect_every 5 --detect_max_side 640
+    python inference.py ... --enhance gfpgan            # GFPGAN v1.4 on the lower face (checkpoints/GFPGANv1.4.pth)
 
 The algorithm is the published one (SPEC section 9); frames are streamed, so
 memory does not grow with the video. See README.md (Inference).
@@ -62,8 +63,8 @@ def build_parser():
                    help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on "
                         "CPU), fp16 (CUDA)")
     p.add_argument("--pass_size", type=int, default=None,
-                   help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16; on CUDA: "
-                        "--wav2lip_batch_size); any value gives the same frames")
+                   help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16 at 96; 2 at 288; "
+                        "on CUDA: --wav2lip_batch_size); any value gives the same frames")
     p.add_argument("--no_face", choices=("error", "pass"), default="error",
                    help="frames where no face is found: stop with an error, or pass them through")
     p.add_argument("--face_select", choices=FACE_RULES, default="score",
@@ -79,6 +80,12 @@ def build_parser():
     p.add_argument("--blend", action="store_true",
                    help="blend the generated lower face into the frame through a feathered mask "
                         "instead of pasting the whole box")
+    p.add_argument("--enhance", choices=("gfpgan",), default=None,
+                   help="restore each output face with GFPGAN v1.4, blended in over the lower face only "
+                        "(slow: seconds per frame on CPU)")
+    p.add_argument("--enhancer_path", default=None,
+                   help="GFPGAN weights for --enhance (default checkpoints/GFPGANv1.4.pth)")
+    p.add_argument("--enhance_batch", type=int, default=4, help="faces per GFPGAN pass (default 4)")
     p.add_argument("--box_cache", default=None, metavar="DIR",
                    help="folder of cached face boxes (default ~/.cache/wav2lip/boxes)")
     p.add_argument("--no_box_cache", action="store_true", help="neither read nor write cached boxes")
@@ -88,7 +95,8 @@ def build_parser():
 
 def check_args(args):
     from face_detection.detect import MIN_SIDE
-    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size", "detect_every"):
+    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size", "detect_every",
+                 "enhance_batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.fps > 0:
@@ -99,6 +107,8 @@ def check_args(args):
         raise UserError(f"--detect_max_side must be at least {MIN_SIDE} pixels, got {args.detect_max_side}")
     if args.face_point is not None and args.face_select != "score":
         raise UserError("--face_point and --face_select choose the face two ways: give one of them")
+    if args.enhancer_path is not None and args.enhance is None:
+        raise UserError("--enhancer_path is for --enhance gfpgan: give both, or neither")
     for name in ("face", "audio", "checkpoint_path"):
         path = getattr(args, name)
         if not os.path.isfile(path):
@@ -158,11 +168,29 @@ def size_of(frame):
 
 
 def build_runner(checkpoint_path, device, precision, batch_size, pass_size=None):
-    """The generator of `checkpoint_path`, ready to run in passes of `pass_size` (default: by device)."""
+    """The generator of `checkpoint_path` at the file's face size (96 or 288: runner.img_size),
+    ready to run in passes of `pass_size` (default: by device and size)."""
     from lipsync import GeneratorRunner, default_pass_size, load_generator
     model = load_generator(checkpoint_path, device)
-    micro_batch = min(pass_size or default_pass_size(device, precision, batch_size), batch_size)
+    micro_batch = min(pass_size or default_pass_size(device, precision, batch_size, model.img_size), batch_size)
     return GeneratorRunner(model, device, precision, micro_batch=micro_batch)
+
+
+def load_enhancer(args, device):
+    """GFPGAN for --enhance, or None; a missing, truncated or mismatched file is one CheckpointError line."""
+    if args.enhance is None:
+        return None
+    from enhancer import DEFAULT_WEIGHTS, load_gfpgan
+    return load_gfpgan(args.enhancer_path or DEFAULT_WEIGHTS, device)
+
+
+def enhanced(frames, model, precision, batch_size, total, times, progress):
+    """enhancer.enhance_frames over dub's (frame, coords) pairs, in `precision`, with one progress bar."""
+    from tqdm import tqdm
+    from enhancer import enhance_frames
+    from face_detection.api import PRECISIONS
+    with tqdm(total=total, desc="lip-sync + enhance", unit="frame", disable=not progress) as bar:
+        yield from enhance_frames(frames, model, PRECISIONS[precision], batch_size, times=times, bar=bar)
 
 
 def write_video(frames, outfile, fps, audio_path, times):
@@ -195,7 +223,7 @@ def main(argv=None):
     import torch
     from blending import blend_face
     from devices import get_device
-    from lipsync import paste_face
+    from lipsync import mel_chunk_starts, paste_face
     from streaming import BoxCache, FaceBoxes, FaceSource, StageTimes, dub, load_face_detector
 
     started = time.perf_counter()
@@ -203,6 +231,7 @@ def main(argv=None):
     device = get_device(args.device)
     if args.precision == "fp16" and device.type != "cuda":
         raise UserError(f"--precision fp16 needs a CUDA device (got {device}); use bf16 on CPU")
+    enhancer = load_enhancer(args, device)  # before any work: a bad weight file is one line
     with tempfile.TemporaryDirectory(prefix="wav2lip-") as workdir:
         mel = load_mel(args.audio, workdir)
         source = FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
@@ -223,7 +252,11 @@ def main(argv=None):
             boxes = FaceBoxes(box=tuple(args.box))
         times = StageTimes()
         frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
-                     progress=not args.quiet, paste=blend_face if args.blend else paste_face)
+                     progress=not args.quiet and enhancer is None, paste=blend_face if args.blend else paste_face,
+                     with_coords=enhancer is not None)
+        if enhancer is not None:  # the restored lower face, blended over the dubbed frames
+            frames = enhanced(frames, enhancer, args.precision, args.enhance_batch,
+                              len(mel_chunk_starts(mel.shape[1], source.fps)), times, not args.quiet)
         count = write_video(frames, args.outfile, source.fps, args.audio, times)
     seconds = time.perf_counter() - started
     if not args.quiet:

@@ -3,13 +3,15 @@
     starts = mel_chunk_starts(mel.shape[1], fps)        # one 16-frame mel window per output frame
     smoother = BoxSmoother()                            # the reference's 5-box smoothing, streamed
     runner = GeneratorRunner(model, device, "fp32")     # batched generator, frame-exact
-    faces = runner(mel_windows, face_crops, keys)       # (B, 96, 96, 3) uint8 BGR
+    faces = runner(mel_windows, face_crops, keys)       # (B, S, S, 3) uint8 BGR, S = runner.img_size
     paste_face(frame, faces[0], (y1, y2, x1, x2))
+
+The face size S is the loaded generator's (96 or 288: its checkpoint records it, HD.md);
+crops are resized to S, the lower half is rows S/2.., and the generated face is pasted back.
 
 Nothing here reads media: streaming.py feeds these from videos, inference.py is the CLI.
 """
 import os
-import warnings
 from collections import deque
 
 import numpy as np
@@ -17,7 +19,6 @@ import torch
 
 from hparams import MEL_FRAMES_PER_SECOND, SYNCNET_MEL_STEP_SIZE, hparams
 
-IMG_SIZE = hparams.img_size  # 96
 SMOOTHING_WINDOW = 5  # boxes averaged per frame (the reference's T=5)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -112,58 +113,63 @@ class BoxSmoother:
 
 
 def load_generator(path, device):
-    """The Wav2Lip generator of checkpoint `path` on `device`, in eval mode.
+    """The Wav2Lip generator of checkpoint `path` at the file's face size (model.img_size), on
+    `device`, in eval mode.
 
     Built on the meta device and given the checkpoint's tensors (assign=True):
     no random initialisation, and one copy of the weights in memory instead of two.
     """
-    from checkpoints import load_checkpoint, load_state_dict_strict
+    from checkpoints import load_sized_model
     from models import Wav2Lip
-    with torch.device("meta"):
-        model = Wav2Lip()
-    state_dict = load_checkpoint(path, device)["state_dict"]
-    with warnings.catch_warnings():  # copying into meta tensors is a no-op: only the checks matter
-        warnings.simplefilter("ignore", UserWarning)
-        load_state_dict_strict(model, state_dict, path)  # one-line errors naming the file and mismatch
-    model.load_state_dict(state_dict, strict=True, assign=True)
+    model, _ = load_sized_model(Wav2Lip, path, device, assign=True)
     return model.eval()
 
 
 def paste_face(frame, face, coords):
-    """Resize the generated 96x96 face to the box (y1, y2, x1, x2) and write it into `frame`."""
+    """Resize the generated face (96x96 or 288x288) to the box (y1, y2, x1, x2) and write it into `frame`."""
     import cv2
     y1, y2, x1, x2 = coords
     frame[y1:y2, x1:x2] = cv2.resize(face, (x2 - x1, y2 - y1))
     return frame
 
 
-def face_input(crop):
-    """A face crop -> the generator's (96, 96, 6) uint8 input: (lower half zeroed, full)."""
+def face_input(crop, img_size=hparams.img_size):
+    """A face crop -> the generator's (S, S, 6) uint8 input, S = img_size (the generator's):
+    (lower half, rows S/2.., zeroed; full)."""
     import cv2
-    face = cv2.resize(crop, (IMG_SIZE, IMG_SIZE))
+    face = cv2.resize(crop, (img_size, img_size))
     masked = face.copy()
-    masked[IMG_SIZE // 2:] = 0
+    masked[img_size // 2:] = 0
     return np.concatenate((masked, face), axis=2)
 
 
-def default_pass_size(device, precision, batch_size):
-    """Faces per generator pass: on CPU one chunk (`high_res_chunk`), 8 in fp32 and 16 in
-    16-bit; on a GPU, the whole batch. Passes of 32 with chunks of 8 run the fp32 generator
-    about 10% faster but take ~150 MB more memory (glibc's heap fragments)."""
+def default_pass_size(device, precision, batch_size, img_size=hparams.img_size):
+    """Faces per generator pass: on CPU one chunk (`high_res_chunk`): 8 in fp32 and 16 in
+    16-bit at 96, 2 at 288; on a GPU, the whole batch. Passes of 32 with chunks of 8 run the
+    fp32 96 generator about 10% faster but take ~150 MB more memory (glibc's heap fragments)."""
     if torch.device(device).type != "cpu":
         return batch_size
-    return high_res_chunk(device, precision)
+    return high_res_chunk(device, precision, img_size)
 
 
-def high_res_chunk(device, precision):
-    """Faces per chunk of the decoder's 48x48 and 96x96 layers: on CPU, as many as keep each
-    activation under 32 MB (glibc's largest heap block, see inference.reuse_freed_memory),
-    8 in fp32 and 16 in 16-bit; larger chunks page-fault fresh memory at every layer. The
-    other layers run on the whole pass, where batching amortises their large weights.
-    None (no chunks) on a GPU."""
+# The decoder's largest activation per face: its last block's output joined to the first
+# encoder block's (64 + 16 channels at the full face size, both networks).
+HIGH_RES_CHANNELS = 80
+# Activation bytes one chunk may take on CPU: under glibc's largest heap block (32 MB, see
+# inference.reuse_freed_memory); 8 faces in fp32 and 16 in 16-bit at 96.
+CHUNK_BYTES = 24 * 10**6
+
+
+def high_res_chunk(device, precision, img_size=hparams.img_size):
+    """Faces per chunk of the decoder's last two blocks (48x48 and 96x96 at 96; 144x144 and
+    288x288 at 288): on CPU, as many as keep each activation within CHUNK_BYTES, and at least
+    2 (see `pass_sizes`): 8 in fp32 and 16 in 16-bit at 96, 2 at 288 (26.5 MB per face in
+    fp32); larger chunks page-fault fresh memory at every layer. The other layers run on the
+    whole pass, where batching amortises their large weights. None (no chunks) on a GPU."""
     if torch.device(device).type != "cpu":
         return None
-    return 8 if precision == "fp32" else 16
+    per_face = HIGH_RES_CHANNELS * img_size * img_size * (4 if precision == "fp32" else 2)
+    return max(2, CHUNK_BYTES // per_face)
 
 
 def pass_sizes(n, size):
@@ -226,12 +232,12 @@ def _gather(sources):
 class FeatureStore:
     """The face encoder's outputs for faces that will come again, kept in a temporary file.
 
-    One face's 7 outputs take 1.2 MB in fp32, so a looping video of a few
-    hundred frames would need hundreds of MB of memory; a file keeps the
-    process's memory flat, and reading a face back (from the page cache,
-    usually) costs far less than encoding it. The file is deleted on close.
-    Beyond `max_bytes` (2 GB: ~1800 frames in fp32) faces are not stored, and
-    are encoded again when they come back.
+    One face's outputs take 1.2 MB in fp32 at 96 (7 of them), 9.3 MB at 288 (9),
+    so a looping video of a few hundred frames would need hundreds of MB (GB at
+    288) of memory; a file keeps the process's memory flat, and reading a face
+    back (from the page cache, usually) costs far less than encoding it. The
+    file is deleted on close. Beyond `max_bytes` (2 GB: ~1800 frames in fp32 at
+    96, ~230 at 288) faces are not stored, and are encoded again when they come back.
     """
 
     def __init__(self, max_bytes=2 << 30):
@@ -244,7 +250,7 @@ class FeatureStore:
         return key in self._index
 
     def put(self, key, features):
-        """features: the 7 outputs (C, H, W) of one face, channels_last in memory."""
+        """features: the encoder outputs (C, H, W) of one face, channels_last in memory."""
         import tempfile
         size = sum(f.numel() * f.element_size() for f in features)
         if self.bytes + size > self.max_bytes:
@@ -261,7 +267,7 @@ class FeatureStore:
         self._index[key] = (offset, layout)
 
     def get(self, key, device):
-        """The 7 outputs of `key` as (1, C, H, W) channels_last tensors on `device`."""
+        """The encoder outputs of `key` as (1, C, H, W) channels_last tensors on `device`."""
         offset, layout = self._index[key]
         self._file.seek(offset)
         features = []
@@ -285,10 +291,11 @@ class GeneratorRunner:
     Each face goes through the face encoder once per key: faces that repeat
     (a still image, a looping video) reuse the encoder outputs stored under
     their key (in a temporary file, see FeatureStore). Large batches are split
-    into passes of `micro_batch` faces (see `pass_sizes`), and the 48x48 and
-    96x96 layers of a pass into chunks of `chunk` faces (default
-    `high_res_chunk`), which bounds memory. Any pass or chunk size gives the
-    same faces.
+    into passes of `micro_batch` faces (see `pass_sizes`), and the decoder's
+    last two blocks (48x48 and 96x96 at 96, 144x144 and 288x288 at 288) of a
+    pass into chunks of `chunk` faces (default `high_res_chunk` for the model's
+    size), which bounds memory. Any pass or chunk size gives the same faces.
+    Faces are model.img_size square (96 or 288, the checkpoint's).
 
     precision: "fp32" (faithful), "bf16" (fast on CPUs with AMX or AVX512-BF16,
     and on recent GPUs) or "fp16" (CUDA only). The runner takes `model` over:
@@ -302,8 +309,9 @@ class GeneratorRunner:
             raise ValueError("fp16 needs a CUDA device; use bf16 on CPU")
         self.device = device
         self.precision = precision
-        self.micro_batch = max(1, int(micro_batch or default_pass_size(device, precision, 128)))
-        self.chunk = chunk if chunk is not None else high_res_chunk(device, precision)
+        self.img_size = model.img_size  # faces in and out are img_size square
+        self.micro_batch = max(1, int(micro_batch or default_pass_size(device, precision, 128, self.img_size)))
+        self.chunk = chunk if chunk is not None else high_res_chunk(device, precision, self.img_size)
         self.model = model.to(device).eval()
         # Inference only, so ReLUs may overwrite their input: one activation-sized write less
         # per layer, and the same numbers.
@@ -324,7 +332,7 @@ class GeneratorRunner:
         self._features.close()
 
     def _faces_tensor(self, batch):
-        """(N, 96, 96, 6) uint8 -> (N, 6, 96, 96) float in [0, 1], in NHWC memory (channels_last).
+        """(N, S, S, 6) uint8 -> (N, 6, S, S) float in [0, 1], in NHWC memory (channels_last).
 
         The reference's np.transpose view keeps NHWC memory and torch.FloatTensor keeps its
         strides, so the published code runs the whole network channels_last: doing the same
@@ -344,11 +352,12 @@ class GeneratorRunner:
         return torch.from_numpy(np.transpose(mels.reshape(*mels.shape, 1), (0, 3, 1, 2))).to(self.device, self._dtype)
 
     def _encode(self, faces, alone=False):
-        """List of N (96, 96, 6) uint8 inputs -> the 7 encoder outputs (N', C, H, W) as a tuple.
+        """List of N (S, S, 6) uint8 inputs -> the encoder outputs (N', C, H, W) as a tuple
+        (7 at 96, 9 at 288).
 
         A single face is encoded twice over in one pass (see `pass_sizes`) unless `alone`.
         """
-        batch = np.stack(faces if alone or len(faces) > 1 else faces * 2)  # (N', 96, 96, 6)
+        batch = np.stack(faces if alone or len(faces) > 1 else faces * 2)  # (N', S, S, 6)
         self.encoded_faces += len(faces)
         return tuple(self.model.encode_face(self._faces_tensor(batch)))
 
@@ -356,10 +365,10 @@ class GeneratorRunner:
         return key is not None and key in self._features
 
     def _decode(self, audio_embedding, skips):
-        """Wav2Lip.decode, with the 48x48 and 96x96 layers on chunks of `self.chunk` faces
-        (none of a single face, see `pass_sizes`): yields (c, 3, 96, 96) outputs in order."""
+        """Wav2Lip.decode, with the last two blocks on chunks of `self.chunk` faces (none of a
+        single face, see `pass_sizes`): yields (c, 3, S, S) outputs in order."""
         blocks, skips = self.model.face_decoder_blocks, list(reversed(skips))
-        high_res = len(blocks) - 2  # the last two blocks upsample to 48x48 and 96x96
+        high_res = len(blocks) - 2  # the last two blocks upsample to S/2 and S
         x = audio_embedding
         for block, skip in zip(blocks[:high_res], skips[:high_res]):
             x = torch.cat((block(x), skip), dim=1)
@@ -378,9 +387,9 @@ class GeneratorRunner:
 
     @torch.inference_mode()
     def __call__(self, mels, faces, keys=None):
-        """mels (B, 80, 16) float32; faces: list of (96, 96, 6) uint8 generator inputs, None
-        where an earlier face of the same key is cached or in this call; keys: one hashable per
-        face, or None (never reused) -> (B, 96, 96, 3) uint8 BGR faces."""
+        """mels (B, 80, 16) float32; faces: list of (S, S, 6) uint8 generator inputs (face_input
+        at self.img_size), None where an earlier face of the same key is cached or in this call;
+        keys: one hashable per face, or None (never reused) -> (B, S, S, 3) uint8 BGR faces."""
         keys = list(keys) if keys is not None else [None] * len(mels)
         if len(mels) == 1 and faces[0] is None:
             raise ValueError("a batch of one face needs its input (it is encoded alone, as the reference does)")
@@ -407,9 +416,9 @@ class GeneratorRunner:
                 if keys[i] not in stored:
                     stored[keys[i]] = self._features.get(keys[i], self.device)
                 sources.append((stored[keys[i]], 0))
-            skips = _gather(sources)  # 7 x (b, C, H, W)
+            skips = _gather(sources)  # 7 (9 at 288) x (b, C, H, W)
             mel = self._mels_tensor(mels[part.start:part.stop])  # (b, 1, 80, 16)
-            for pred in self._decode(self.model.audio_encoder(mel), skips):  # (c, 3, 96, 96) each
+            for pred in self._decode(self.model.audio_encoder(mel), skips):  # (c, 3, S, S) each
                 pred = pred.float().cpu().numpy().transpose(0, 2, 3, 1) * 255.
                 out.append(pred.astype(np.uint8))
         return np.concatenate(out)

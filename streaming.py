@@ -333,13 +333,14 @@ class FaceBoxes:
 
 
 def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, final_window=True,
-        paste=paste_face):
+        paste=paste_face, with_coords=False):
     """Output frames (BGR uint8), one per 16-frame mel window at the source's fps, in order.
 
     final_window: end with a window on the last 16 mel frames, as inference.py does
     (the evaluation scripts do not; see lipsync.mel_chunk_starts). paste(frame, face,
     coords): how a generated face goes into its frame (the reference's hard paste, or
-    blending.blend_face).
+    blending.blend_face). with_coords: yield (frame, face box (y1, y2, x1, x2) or None)
+    pairs, for a later pass over the face (enhancer.enhance_frames).
     """
     from tqdm import tqdm
     times = times if times is not None else StageTimes()
@@ -383,7 +384,7 @@ def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, 
             # A face the runner has encoded, or will encode earlier in this pass, needs no input,
             # unless it is alone in its pass (then it is encoded alone, as in the reference).
             needed = key is None or len(with_face) == 1 or not (runner.has_features(key) or key in keys)
-            faces.append(face_input(frame[y1:y2, x1:x2]) if needed else None)
+            faces.append(face_input(frame[y1:y2, x1:x2], runner.img_size) if needed else None)
             keys.append(key)
         mels = np.stack([mel[:, starts[i]:starts[i] + SYNCNET_MEL_STEP_SIZE] for i, *_ in with_face]) \
             if with_face else None
@@ -395,7 +396,7 @@ def dub(source, mel, runner, boxes, batch_size=128, times=None, progress=False, 
         out = {i: paste(frame.copy(), face, coords)
                for (i, _, frame, coords), face in zip(with_face, generated)}
         times.add("paste", time.perf_counter() - start)
-        for i, (_, frame, _) in batch:
-            yield out.get(i, frame)
+        for i, (_, frame, coords) in batch:
+            yield (out.get(i, frame), coords) if with_coords else out.get(i, frame)
         bar.update(len(batch))
     bar.close()

@@ -1,6 +1,7 @@
 """Audit a preprocessed dataset's audio-visual sync with a trained expert, before training on it.
 
     python sync_audit.py --data_root lrs2_preprocessed --checkpoint_path checkpoints/lipsync_expert.pth
+    python sync_audit.py --data_root lrs2_preprocessed_288x288 --checkpoint_path savedmodel/expert/checkpoint_stepN.pth
     python sync_audit.py --data_root my_preprocessed --checkpoint_path checkpoints/lipsync_expert.pth \\
         --filelist filelists/train.txt filelists/val.txt --out audit.csv \\
         --write_filelists filelists_audited --max_abs_offset 1 --min_confidence 0.1
@@ -215,14 +216,17 @@ def main(argv=None):
     hp = hparams_from_args(args)
     clips = clips_of(args.data_root, args.filelist)
     from tqdm import tqdm
-    from checkpoints import load_model
+    from checkpoints import load_sized_model
     from dataset import MelCache
     from devices import get_device
+    from hparams import override_names
     from models import SyncNet_color
     device = get_device(args.device)
-    model = SyncNet_color()
-    load_model(model, args.checkpoint_path, device)
-    model.to(device).eval()
+    # The expert's size is its checkpoint's (96 or 288); an explicit --hparams img_size must match it.
+    required = hp.img_size if "img_size" in override_names(args.hparams) else None
+    model, _ = load_sized_model(SyncNet_color, args.checkpoint_path, device, img_size=required)
+    model.eval()
+    hp = hp.replace(img_size=model.img_size)  # faces read at the expert's size
 
     # Rows go to a partial file as they come (flushed), renamed to --out when all are done.
     partial = args.out + ".partial"

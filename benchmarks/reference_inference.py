@@ -90,29 +90,29 @@ def mel_chunks_of(mel, fps):
     return chunks
 
 
-def datagen(frames, mels, face_det_results, static, batch_size):
+def datagen(frames, mels, face_det_results, static, batch_size, img_size=IMG_SIZE):
     import cv2
     img_batch, mel_batch, frame_batch, coords_batch = [], [], [], []
     for i, m in enumerate(mels):
         idx = 0 if static else i % len(frames)
         frame_to_save = frames[idx].copy()
         face, coords = face_det_results[idx].copy()
-        face = cv2.resize(face, (IMG_SIZE, IMG_SIZE))
+        face = cv2.resize(face, (img_size, img_size))
         img_batch.append(face)
         mel_batch.append(m)
         frame_batch.append(frame_to_save)
         coords_batch.append(coords)
         if len(img_batch) >= batch_size:
-            yield finish_batch(img_batch, mel_batch), frame_batch, coords_batch
+            yield finish_batch(img_batch, mel_batch, img_size), frame_batch, coords_batch
             img_batch, mel_batch, frame_batch, coords_batch = [], [], [], []
     if img_batch:
-        yield finish_batch(img_batch, mel_batch), frame_batch, coords_batch
+        yield finish_batch(img_batch, mel_batch, img_size), frame_batch, coords_batch
 
 
-def finish_batch(img_batch, mel_batch):
+def finish_batch(img_batch, mel_batch, img_size=IMG_SIZE):
     img_batch, mel_batch = np.asarray(img_batch), np.asarray(mel_batch)
     img_masked = img_batch.copy()
-    img_masked[:, IMG_SIZE // 2:] = 0
+    img_masked[:, img_size // 2:] = 0
     img_batch = np.concatenate((img_masked, img_batch), axis=3) / 255.
     mel_batch = np.reshape(mel_batch, [len(mel_batch), mel_batch.shape[1], mel_batch.shape[2], 1])
     return img_batch, mel_batch
@@ -121,11 +121,14 @@ def finish_batch(img_batch, mel_batch):
 def reference_frames(checkpoint_path, face, audio_path, box=(-1, -1, -1, -1), pads=(0, 10, 0, 0),
                      static=False, fps=25., resize_factor=1, crop=(0, -1, 0, -1), rotate=False,
                      nosmooth=False, face_det_batch_size=16, wav2lip_batch_size=128, detector=None):
-    """All output frames (BGR uint8) of the published algorithm on CPU, and the fps."""
+    """All output frames (BGR uint8) of the published algorithm on CPU, and the fps.
+
+    At the checkpoint's face size: 96 (the published files), or 288 (HD.md: the same
+    algorithm at the larger crop)."""
     import cv2
     import torch
     import audio
-    from checkpoints import load_model
+    from checkpoints import checkpoint_img_size, load_model
     from models import Wav2Lip
 
     frames, fps, static = read_frames(face, static, fps, resize_factor, rotate, crop)
@@ -142,12 +145,13 @@ def reference_frames(checkpoint_path, face, audio_path, box=(-1, -1, -1, -1), pa
     else:
         y1, y2, x1, x2 = box
         face_det_results = [[f[y1: y2, x1:x2], (y1, y2, x1, x2)] for f in frames]
-    model = Wav2Lip()
+    img_size = checkpoint_img_size(checkpoint_path)
+    model = Wav2Lip(img_size)
     load_model(model, checkpoint_path, "cpu")
     model.eval()
     out = []
     for (img_batch, mel_batch), frame_batch, coords_batch in datagen(frames, mels, face_det_results,
-                                                                       static, wav2lip_batch_size):
+                                                                       static, wav2lip_batch_size, img_size):
         img_batch = torch.FloatTensor(np.transpose(img_batch, (0, 3, 1, 2)))
         mel_batch = torch.FloatTensor(np.transpose(mel_batch, (0, 3, 1, 2)))
         with torch.no_grad():

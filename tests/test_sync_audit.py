@@ -27,6 +27,8 @@ class MouthOracle(nn.Module):
     best when the audio window is the frame's own.
     """
 
+    img_size = 96
+
     def embed_faces(self, faces):  # (B, 15, 48, 96): frame t is channels 3t..3t+2 (BGR)
         green = faces[:, 1::3].mean(dim=(2, 3))  # (B, 5): the mouth is the least green part
         return F.normalize(-(green - green.mean(1, keepdim=True)), dim=1)
@@ -114,7 +116,7 @@ def test_shifting_the_audio_by_k_frames_moves_the_curve_by_k_for_any_weights(shi
 def test_cli_report_summary_and_filtered_filelists(shifted, tmp_path, monkeypatch, capsys):
     root, expected = shifted
     monkeypatch.setattr("models.SyncNet_color", MouthOracle)
-    monkeypatch.setattr("checkpoints.load_model", lambda model, path, device="cpu": {})
+    monkeypatch.setattr("checkpoints.load_sized_model", lambda network, path, device, img_size=None: (network(), {}))
     broken = root / "synth" / "broken"
     broken.mkdir(exist_ok=True)
     (broken / "audio.wav").write_bytes(b"not audio")
@@ -154,7 +156,7 @@ def test_cli_report_summary_and_filtered_filelists(shifted, tmp_path, monkeypatc
 def test_resume_keeps_written_rows(shifted, tmp_path, monkeypatch):
     root, expected = shifted
     monkeypatch.setattr("models.SyncNet_color", MouthOracle)
-    monkeypatch.setattr("checkpoints.load_model", lambda model, path, device="cpu": {})
+    monkeypatch.setattr("checkpoints.load_sized_model", lambda network, path, device, img_size=None: (network(), {}))
     out = tmp_path / "report.csv"
     first = sorted(expected)[0]
     with open(str(out) + ".partial", "w") as f:
@@ -171,3 +173,25 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
         sync_audit.main(["--data_root", str(tmp_path / "nope"), "--checkpoint_path", "x.pth"])
     with pytest.raises(UserError, match="--write_filelists needs --filelist"):
         sync_audit.main(["--data_root", str(tmp_path), "--checkpoint_path", "x.pth", "--write_filelists", "d"])
+
+
+def test_a_288_expert_audits_288_faces(tmp_path, capsys):
+    """The expert's size comes from its checkpoint: a 288 expert reads the crops at 288 (lower
+    halves (15, 144, 288)) with no --hparams; an --hparams img_size that disagrees is one line."""
+    from checkpoints import CheckpointError, save_checkpoint
+    root = tmp_path / "hd"
+    make_synthetic_dataset.write_dataset(str(root), clips=1, seconds=0.7, held_out=0, size=288, seed=5,
+                                         progress=False)
+    torch.manual_seed(0)
+    expert = tmp_path / "expert_288.pth"
+    save_checkpoint(expert, SyncNet_color(288))  # random weights, img_size 288 recorded
+    out = tmp_path / "report.csv"
+    sync_audit.main(["--data_root", str(root), "--checkpoint_path", str(expert), "--vshift", "2",
+                     "--out", str(out), "--quiet"])
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 1 and rows[0]["clip"] == "synth/clip00000" and not rows[0]["error"]
+    assert int(rows[0]["frames"]) == 17 and abs(int(rows[0]["offset"])) <= 2
+    assert "audited 1 clips" in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match=r"a 288x288 SyncNet_color checkpoint \(img_size 288\), but a 96x96"):
+        sync_audit.main(["--data_root", str(root), "--checkpoint_path", str(expert), "--out", str(out),
+                         "--hparams", "img_size=96", "--quiet"])
