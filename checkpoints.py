@@ -48,30 +48,38 @@ def _describe(state_dict):
     return None
 
 
-def load_checkpoint(path, device="cpu", mmap=False):
-    """Read a checkpoint file onto `device`.
+def read_torch_file(path, device="cpu", mmap=False, what="checkpoint file"):
+    """torch.load(weights_only=True) of `path`, every failure a CheckpointError naming the file.
 
-    Returns a dict with "state_dict" (prefix stripped) and whatever else the
-    file holds; a bare state dict is wrapped as {"state_dict": ...}. mmap=True
-    maps the tensors of a zip-format file instead of reading them (for a quick
-    look at the keys); legacy files are read whole.
+    mmap=True maps the tensors of a zip-format file instead of reading them (for a
+    quick look at the keys); legacy files are read whole.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        raise CheckpointError(f"{path}: {what} not found")
     if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: checkpoint file is empty")
+        raise CheckpointError(f"{path}: {what} is empty")
     try:
         try:
-            data = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+            return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
         except RuntimeError:
             if not mmap:
                 raise
-            data = torch.load(path, map_location=device, weights_only=True)  # a legacy-format file
+            return torch.load(path, map_location=device, weights_only=True)  # a legacy-format file
     except Exception as e:  # truncated zip, bad pickle, non-tensor objects...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
                               f"(truncated or corrupt?): {reason[:200]}") from None
+
+
+def load_checkpoint(path, device="cpu", mmap=False):
+    """Read a checkpoint file onto `device` (see read_torch_file).
+
+    Returns a dict with "state_dict" (prefix stripped) and whatever else the
+    file holds; a bare state dict is wrapped as {"state_dict": ...}.
+    """
+    path = os.fspath(path)
+    data = read_torch_file(path, device, mmap)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
     if "state_dict" in data:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from checkpoints import CheckpointError, _describe, load_state_dict_strict, strip_module_prefix
+from checkpoints import CheckpointError, _describe, load_state_dict_strict, read_torch_file, strip_module_prefix
 from models.gfpgan import OUT_SIZE, GFPGANv1Clean
 
 DEFAULT_WEIGHTS = os.path.join("checkpoints", "GFPGANv1.4.pth")
@@ -43,14 +43,7 @@ def read_gfpgan_state(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: GFPGAN weights not found (download GFPGANv1.4.pth from {WEIGHTS_URL})")
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f"{path}: GFPGAN weight file is empty")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, bad pickle, non-tensor objects...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
-                              f"(truncated or corrupt?): {reason[:200]}") from None
+    data = read_torch_file(path, what="GFPGAN weight file")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict with 'params_ema', found {type(data).__name__}")
     key = next((k for k in WEIGHT_KEYS if k in data), None)

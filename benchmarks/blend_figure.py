@@ -49,28 +49,42 @@ def figure(scale=2, margin=16):
     panels = {"frame": frame, "hard paste": paste_face(frame.copy(), face, coords),
               "--blend": blend_face(frame.copy(), face, coords),
               "mask": cv2.cvtColor(np.rint(255 * mask).astype(np.uint8), cv2.COLOR_GRAY2BGR)}
+    return panel_strip(panels, coords, scale,
+                       window=(max(0, y1 - margin), y2 + margin, max(0, x1 - margin), x2 + margin))
+
+
+def panel_strip(panels, coords, scale, window=None):
+    """{title: BGR image} side by side, each cut to `window` (y1, y2, x1, x2; default whole),
+    enlarged `scale` times, titled, with the face box `coords` (y1, y2, x1, x2) outlined."""
+    import cv2
+    import numpy as np
+    top, bottom, left, right = window or (0, None, 0, None)
+    y1, y2, x1, x2 = coords
     crops = []
     for name, image in panels.items():
-        crop = image[max(0, y1 - margin):y2 + margin, max(0, x1 - margin):x2 + margin]
-        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        crop = cv2.resize(image[top:bottom, left:right], None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
         crop = cv2.copyMakeBorder(crop, 28, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
         cv2.putText(crop, name, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.rectangle(crop, (4 + scale * (x1 - max(0, x1 - margin)), 28 + scale * (y1 - max(0, y1 - margin))),
-                      (4 + scale * (x2 - max(0, x1 - margin)) - 1, 28 + scale * (y2 - max(0, y1 - margin)) - 1),
-                      (0, 200, 0), 1)  # the face box
+        cv2.rectangle(crop, (4 + scale * (x1 - left), 28 + scale * (y1 - top)),
+                      (4 + scale * (x2 - left) - 1, 28 + scale * (y2 - top) - 1), (0, 200, 0), 1)  # the face box
         crops.append(crop)
     return np.concatenate(crops, axis=1)
 
 
-def main(argv=None):
+def write_figure(make_figure, default_path, description, argv=None):
+    """The figure scripts' CLI: --out PNG (default `default_path`)."""
     import cv2
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=FIGURE, help="PNG to write")
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=default_path, help="PNG to write")
     args = parser.parse_args(argv)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    if not cv2.imwrite(args.out, figure()):
+    if not cv2.imwrite(args.out, make_figure()):
         raise OSError(f"{args.out}: could not write the PNG")
     print(f"wrote {args.out}")
+
+
+def main(argv=None):
+    write_figure(figure, FIGURE, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

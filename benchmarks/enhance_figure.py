@@ -9,12 +9,12 @@ figure shows where the pass writes, not what it looks like with real weights).
 Panels, left to right: the dubbed frame (hard paste), the square GFPGAN is given
 (face_square, red), the frame after the pass, |after - before| x4, the mask.
 """
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.blend_figure import generated_face, panel_strip, write_figure  # noqa: E402
 from cli import run_main  # noqa: E402
 
 FIGURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "figures", "enhance_crops.png")
@@ -26,7 +26,6 @@ def figure(scale=2):
     import torch
 
     from benchmarks.bench_enhancer import recipe_gfpgan
-    from benchmarks.blend_figure import generated_face
     from blending import lower_face_mask
     from enhancer import enhance_frames, face_square
     from lipsync import paste_face
@@ -44,26 +43,11 @@ def figure(scale=2):
     diff = np.clip(4 * np.abs(after.astype(int) - dubbed.astype(int)), 0, 255).astype(np.uint8)
     panels = {"dubbed": dubbed, "GFPGAN square": square, "--enhance": after, "|diff| x4": diff,
               "mask": cv2.cvtColor(np.rint(255 * mask).astype(np.uint8), cv2.COLOR_GRAY2BGR)}
-    crops = []
-    for name, image in panels.items():
-        crop = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        crop = cv2.copyMakeBorder(crop, 28, 4, 4, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-        cv2.putText(crop, name, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-        cv2.rectangle(crop, (4 + scale * x1, 28 + scale * y1), (4 + scale * x2 - 1, 28 + scale * y2 - 1),
-                      (0, 200, 0), 1)  # the face box
-        crops.append(crop)
-    return np.concatenate(crops, axis=1)
+    return panel_strip(panels, coords, scale)
 
 
 def main(argv=None):
-    import cv2
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=FIGURE, help="PNG to write")
-    args = parser.parse_args(argv)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    if not cv2.imwrite(args.out, figure()):
-        raise OSError(f"{args.out}: could not write the PNG")
-    print(f"wrote {args.out}")
+    write_figure(figure, FIGURE, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ import fileio
 from checkpoints import CheckpointError
 from cli import UserError
 from evaluation import fid
-from evaluation.inception import (FID_WEIGHTS_URL, FIDInceptionV3, load_inception,
-                                  prepare_for_inference)
+from evaluation.inception import FID_WEIGHTS_URL, FIDInceptionV3, load_inception
 from models import SyncNet_color
 from synthetic import recipe_state_dict, talking_face_clip
 from videoio import run_ffmpeg

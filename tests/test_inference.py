@@ -11,8 +11,9 @@ import torch
 import inference
 import streaming
 import videoio
-from audio import load_wav, save_wav
+from audio import load_wav
 from benchmarks import reference_inference
+from conftest import write_face_media
 from checkpoints import save_checkpoint
 from cli import UserError
 from face_detection import FaceAlignment
@@ -28,20 +29,15 @@ BOX = (20, 80, 30, 100)  # y1 y2 x1 x2
 @pytest.fixture(scope="session")
 def media(tmp_path_factory):
     root = tmp_path_factory.mktemp("media")
-    video = str(root / "face clip.mp4")
-    with videoio.VideoWriter(video, 25, W, H) as out:
-        for i in range(N_FRAMES):
-            out.write(draw_face(H, W, mouth_open=(i % 7) / 7, seed=0))
+    video, speech, frames = write_face_media(str(root), W, H, [(i % 7) / 7 for i in range(N_FRAMES)],
+                                             face_seed=0, speech_seconds=AUDIO_SECONDS, speech_seed=1)
     image = str(root / "face.png")
     import cv2
     cv2.imwrite(image, draw_face(H, W, mouth_open=0.5, seed=1))
-    speech = str(root / "speech.wav")
-    save_wav(speech_like_audio(AUDIO_SECONDS, 16000, seed=1), speech, 16000)
     model = Wav2Lip()
     model.load_state_dict(recipe_state_dict(model))
     checkpoint = str(root / "wav2lip_recipe.pth")
     save_checkpoint(checkpoint, model, global_step=1)
-    frames = [f for f in videoio.VideoReader(video)]
     return SimpleNamespace(root=root, video=video, image=image, speech=speech, checkpoint=checkpoint,
                            frames=frames)
 

@@ -6,12 +6,11 @@ import torch
 
 import inference
 import videoio
-from audio import save_wav
 from benchmarks import reference_inference
+from conftest import write_face_media
 from checkpoints import CheckpointError, save_checkpoint
 from lipsync import FeatureStore, GeneratorRunner, default_pass_size, face_input, high_res_chunk, load_generator
 from models import Wav2Lip
-from synthetic import draw_face, speech_like_audio
 
 W, H, N_FRAMES = 160, 120, 4
 AUDIO_SECONDS = 0.5  # 41 mel frames -> 10 output frames at 25 fps: the 4-frame video loops
@@ -22,16 +21,11 @@ BOX = (20, 110, 40, 130)  # y1 y2 x1 x2
 @pytest.fixture(scope="module")
 def hd(tmp_path_factory):
     root = tmp_path_factory.mktemp("hd")
-    video = str(root / "face.mp4")
-    with videoio.VideoWriter(video, 25, W, H) as out:
-        for i in range(N_FRAMES):
-            out.write(draw_face(H, W, mouth_open=i / N_FRAMES, seed=2))
-    speech = str(root / "speech.wav")
-    save_wav(speech_like_audio(AUDIO_SECONDS, 16000, seed=3), speech, 16000)
+    video, speech, frames = write_face_media(str(root), W, H, [i / N_FRAMES for i in range(N_FRAMES)],
+                                             face_seed=2, speech_seconds=AUDIO_SECONDS, speech_seed=3)
     torch.manual_seed(0)
     checkpoint = str(root / "wav2lip_288.pth")
     save_checkpoint(checkpoint, Wav2Lip(288), global_step=1)  # random weights, img_size recorded
-    frames = list(videoio.VideoReader(video))
     return checkpoint, video, speech, frames
 
 
