@@ -87,17 +87,20 @@ def hann_window(length):
     return window[:-1]
 
 
-def _stft(wav, hp, first=0, end=None):
+def _stft(wav, hp, first=0, end=None, base=0, length=None):
     """STFT frames [first, end) of the pre-emphasised signal, centred with reflect padding:
     (1 + n_fft // 2, end - first) complex, equal bit for bit to
     librosa.stft(preemphasis(wav), ..., center=True, pad_mode="reflect")[:, first:end].
 
+    `wav` may hold only samples [base, base + len(wav)) of a signal of `length` samples
+    (default: all of it), as long as it holds every sample those frames read (MelStream).
     librosa >= 0.10 pads with zeros by default; the published models saw reflect padding.
     """
     if hp.win_size != hp.n_fft:
         raise ValueError(f"win_size ({hp.win_size}) must equal n_fft ({hp.n_fft})")
-    end = 1 + len(wav) // hp.hop_size if end is None else end
-    samples = _emphasised_padded(wav, hp, first * hp.hop_size, (end - 1) * hp.hop_size + hp.n_fft)
+    length = base + len(wav) if length is None else length
+    end = 1 + length // hp.hop_size if end is None else end
+    samples = _emphasised_padded(wav, hp, first * hp.hop_size, (end - 1) * hp.hop_size + hp.n_fft, base, length)
     frames = np.lib.stride_tricks.sliding_window_view(samples, hp.n_fft)[::hp.hop_size]
     spectrum = np.fft.rfft(frames * hann_window(hp.n_fft), axis=-1).T
     # librosa keeps the input's precision: complex64 for float32 (preemphasize=False)
@@ -172,18 +175,23 @@ def _checked(wav):
     return wav
 
 
-def _emphasised_padded(wav, hp, start, stop):
+def _emphasised_padded(wav, hp, start, stop, base=0, length=None):
     """Samples [start, stop) of the pre-emphasised signal reflect-padded by n_fft // 2, computed
-    from the samples they come from only, with preemphasis's and np.pad's arithmetic."""
-    pad, n = hp.n_fft // 2, len(wav)
-    if n <= pad:  # np.pad reflects a short signal several times over: let it
+    from the samples they come from only, with preemphasis's and np.pad's arithmetic.
+
+    `wav` holds samples [base, base + len(wav)) of a signal of `length` samples (see _stft).
+    """
+    pad = hp.n_fft // 2
+    n = base + len(wav) if length is None else length
+    if n <= pad:  # np.pad reflects a short signal several times over: let it (whole signal only)
         return np.pad(preemphasis(wav, hp.preemphasis, hp.preemphasize), pad, mode="reflect")[start:stop]
     j = np.abs(np.arange(start, stop) - pad)  # reflected at the start...
     j = np.where(j > n - 1, 2 * (n - 1) - j, j)  # ...and at the end
     if not hp.preemphasize:
-        return wav[j]
-    y = wav[j].astype(np.float64) - hp.preemphasis * wav[np.maximum(j - 1, 0)].astype(np.float64)
-    y[j == 0] = wav[0]
+        return wav[j - base]
+    y = wav[j - base].astype(np.float64) - hp.preemphasis * wav[np.maximum(j - 1, 0) - base].astype(np.float64)
+    if base == 0:  # (sample 0 has no predecessor; a buffer from base > 0 no longer reads it)
+        y[j == 0] = wav[0]
     return y
 
 
@@ -204,6 +212,13 @@ def linearspectrogram(wav, hp=default_hparams):
 MEL_BLOCK_FRAMES = 2048  # STFT frames (25.6 s) per block: the transient memory of melspectrogram
 
 
+def _mel_frames(wav, hp, first, end, base=0, length=None):
+    """Normalised log-mel frames [first, end), from samples as _stft takes them."""
+    basis = _mel_basis(hp.sample_rate, hp.n_fft, hp.num_mels, hp.fmin, hp.fmax)
+    S = _amp_to_db(np.dot(basis, np.abs(_stft(wav, hp, first, end, base, length))), hp) - hp.ref_level_db
+    return _finish(S, hp, "mel spectrogram")
+
+
 def melspectrogram(wav, hp=default_hparams):
     """(num_mels, 1 + len(wav) // hop_size) normalised log-mel spectrogram.
 
@@ -211,11 +226,64 @@ def melspectrogram(wav, hp=default_hparams):
     of complex spectrum; every value equals the whole-signal computation.
     """
     wav = _checked(wav)
-    basis = _mel_basis(hp.sample_rate, hp.n_fft, hp.num_mels, hp.fmin, hp.fmax)
     n_frames = 1 + len(wav) // hp.hop_size
     mel = np.empty((hp.num_mels, n_frames), dtype=np.float32)
     for first in range(0, n_frames, MEL_BLOCK_FRAMES):
         end = min(first + MEL_BLOCK_FRAMES, n_frames)
-        S = _amp_to_db(np.dot(basis, np.abs(_stft(wav, hp, first, end))), hp) - hp.ref_level_db
-        mel[:, first:end] = _finish(S, hp, "mel spectrogram")
+        mel[:, first:end] = _mel_frames(wav, hp, first, end)
     return mel
+
+
+class MelStream:
+    """melspectrogram of a signal that arrives in pieces, frame for frame equal to the whole
+    signal's, each frame as soon as the samples it reads have arrived.
+
+        mels = MelStream()
+        for chunk in chunks:                 # float32 samples at hp.sample_rate, any sizes
+            new = mels.push(chunk)           # (num_mels, k): the frames now final
+        new = mels.finish()                  # the last frames (the end's reflect padding)
+
+    Mel frame t is centred on sample t * hop_size and reads n_fft // 2 samples either
+    side (and one more for preemphasis), so it is final once sample t * hop + n_fft // 2 - 1
+    has arrived: 400 samples (25 ms) of lookahead at 16 kHz. The last frames reflect the
+    signal at its end, known only at finish(). Memory holds one window of samples.
+    """
+
+    def __init__(self, hp=default_hparams):
+        self.hp = hp
+        self.samples = 0  # samples pushed
+        self.frames = 0  # mel frames returned
+        self._buffer = np.zeros(0, np.float32)  # samples [self._base, self.samples)
+        self._base = 0
+        self._finished = False
+
+    def push(self, wav):
+        if self._finished:
+            raise ValueError("MelStream.push after finish()")
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(wav)):
+            raise AudioError("audio contains NaN or infinite samples")
+        self._buffer = np.concatenate((self._buffer, wav))
+        self.samples += len(wav)
+        pad = self.hp.n_fft // 2
+        final = (self.samples - pad) // self.hp.hop_size + 1 if self.samples > pad else 0
+        return self._emit(final, length=None)
+
+    def finish(self):
+        """The remaining frames; AudioError if nothing was pushed."""
+        if self.samples == 0:
+            raise AudioError("audio must be a non-empty 1-D waveform, got shape (0,)")
+        self._finished = True
+        return self._emit(1 + self.samples // self.hp.hop_size, length=self.samples)
+
+    def _emit(self, end, length):
+        if end <= self.frames:
+            return np.zeros((self.hp.num_mels, 0), np.float32)
+        mel = _mel_frames(self._buffer, self.hp, self.frames, end, self._base, length)
+        self.frames = end
+        # Keep what the next frame reads: from n_fft // 2 + 1 samples before its centre.
+        keep = max(0, self.frames * self.hp.hop_size - self.hp.n_fft // 2 - 1)
+        if keep > self._base:
+            self._buffer = self._buffer[keep - self._base:]
+            self._base = keep
+        return mel

@@ -37,20 +37,44 @@ def parse_bool(text):
 
 
 def build_parser():
-    from face_detection import FACE_RULES
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint_path", required=True, help="Wav2Lip generator checkpoint (.pth)")
-    p.add_argument("--face", required=True, help="video or image with the face to lip-sync")
+    add_face_arguments(p)
     p.add_argument("--audio", required=True, help="speech: a .wav or any file ffmpeg reads")
     p.add_argument("--outfile", default="results/result_voice.mp4", help="output MP4 (H.264 + AAC)")
+    p.add_argument("--wav2lip_batch_size", type=int, default=128, help="frames per generator batch")
+    add_device_arguments(p)
+    p.add_argument("--pass_size", type=int, default=None,
+                   help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16 at 96; 2 at 288; "
+                        "on CUDA: --wav2lip_batch_size); any value gives the same frames")
+    p.add_argument("--enhance", choices=("gfpgan",), default=None,
+                   help="restore each output face with GFPGAN v1.4, blended in over the lower face only "
+                        "(slow: seconds per frame on CPU)")
+    p.add_argument("--enhancer_path", default=None,
+                   help="GFPGAN weights for --enhance (default checkpoints/GFPGANv1.4.pth)")
+    p.add_argument("--enhance_batch", type=int, default=4, help="faces per GFPGAN pass (default 4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def add_device_arguments(p):
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on "
+                        "CPU), fp16 (CUDA)")
+
+
+def add_face_arguments(p):
+    """The options that decide the face frames and boxes (shared with realtime.py prepare)."""
+    from face_detection import FACE_RULES
+    p.add_argument("--face", required=True, help="video or image with the face to lip-sync")
     p.add_argument("--static", type=parse_bool, nargs="?", const=True, default=False,
                    help="use only the first frame of the video (images are always static)")
     p.add_argument("--fps", type=float, default=25., help="frame rate for an image input")
     p.add_argument("--pads", nargs=4, type=int, default=[0, 10, 0, 0], metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"),
                    help="pixels added to the detected box (default 0 10 0 0: include the chin)")
     p.add_argument("--face_det_batch_size", type=int, default=16, help="frames per face-detector batch")
-    p.add_argument("--wav2lip_batch_size", type=int, default=128, help="frames per generator batch")
     p.add_argument("--resize_factor", type=int, default=1, help="divide the video's width and height by this")
     p.add_argument("--crop", nargs=4, type=int, default=[0, -1, 0, -1], metavar=("Y1", "Y2", "X1", "X2"),
                    help="keep only this region of the video (-1: to the edge)")
@@ -58,13 +82,6 @@ def build_parser():
                    help="fixed face box for every frame instead of detection (-1: detect)")
     p.add_argument("--rotate", action="store_true", help="rotate the video 90 degrees clockwise")
     p.add_argument("--nosmooth", action="store_true", help="do not average face boxes over 5 frames")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on "
-                        "CPU), fp16 (CUDA)")
-    p.add_argument("--pass_size", type=int, default=None,
-                   help="faces per generator pass (default on CPU: 8 in fp32, 16 in bf16 at 96; 2 at 288; "
-                        "on CUDA: --wav2lip_batch_size); any value gives the same frames")
     p.add_argument("--no_face", choices=("error", "pass"), default="error",
                    help="frames where no face is found: stop with an error, or pass them through")
     p.add_argument("--face_select", choices=FACE_RULES, default="score",
@@ -80,24 +97,29 @@ def build_parser():
     p.add_argument("--blend", action="store_true",
                    help="blend the generated lower face into the frame through a feathered mask "
                         "instead of pasting the whole box")
-    p.add_argument("--enhance", choices=("gfpgan",), default=None,
-                   help="restore each output face with GFPGAN v1.4, blended in over the lower face only "
-                        "(slow: seconds per frame on CPU)")
-    p.add_argument("--enhancer_path", default=None,
-                   help="GFPGAN weights for --enhance (default checkpoints/GFPGANv1.4.pth)")
-    p.add_argument("--enhance_batch", type=int, default=4, help="faces per GFPGAN pass (default 4)")
     p.add_argument("--box_cache", default=None, metavar="DIR",
                    help="folder of cached face boxes (default ~/.cache/wav2lip/boxes)")
     p.add_argument("--no_box_cache", action="store_true", help="neither read nor write cached boxes")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
 
 
 def check_args(args):
-    from face_detection.detect import MIN_SIDE
-    for name in ("face_det_batch_size", "wav2lip_batch_size", "resize_factor", "pass_size", "detect_every",
-                 "enhance_batch"):
+    check_face_args(args)
+    for name in ("wav2lip_batch_size", "pass_size", "enhance_batch"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.enhancer_path is not None and args.enhance is None:
+        raise UserError("--enhancer_path is for --enhance gfpgan: give both, or neither")
+    for name in ("audio", "checkpoint_path"):
+        path = getattr(args, name)
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: file not found (--{name})")
+
+
+def check_face_args(args):
+    """UserError for face options out of range (shared with realtime.py prepare)."""
+    from face_detection.detect import MIN_SIDE
+    for name in ("face_det_batch_size", "resize_factor", "detect_every"):
+        if getattr(args, name) < 1:
             raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
@@ -107,12 +129,8 @@ def check_args(args):
         raise UserError(f"--detect_max_side must be at least {MIN_SIDE} pixels, got {args.detect_max_side}")
     if args.face_point is not None and args.face_select != "score":
         raise UserError("--face_point and --face_select choose the face two ways: give one of them")
-    if args.enhancer_path is not None and args.enhance is None:
-        raise UserError("--enhancer_path is for --enhance gfpgan: give both, or neither")
-    for name in ("face", "audio", "checkpoint_path"):
-        path = getattr(args, name)
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: file not found (--{name})")
+    if not os.path.isfile(args.face):
+        raise UserError(f"{args.face}: file not found (--face)")
 
 
 def load_mel(path, workdir):
@@ -167,13 +185,13 @@ def size_of(frame):
     return width, height
 
 
-def build_runner(checkpoint_path, device, precision, batch_size, pass_size=None):
+def build_runner(checkpoint_path, device, precision, batch_size, pass_size=None, fold=None):
     """The generator of `checkpoint_path` at the file's face size (96 or 288: runner.img_size),
-    ready to run in passes of `pass_size` (default: by device and size)."""
+    ready to run in passes of `pass_size` (default: by device and size); fold: see GeneratorRunner."""
     from lipsync import GeneratorRunner, default_pass_size, load_generator
     model = load_generator(checkpoint_path, device)
     micro_batch = min(pass_size or default_pass_size(device, precision, batch_size, model.img_size), batch_size)
-    return GeneratorRunner(model, device, precision, micro_batch=micro_batch)
+    return GeneratorRunner(model, device, precision, micro_batch=micro_batch, fold=fold)
 
 
 def load_enhancer(args, device):
@@ -217,6 +235,28 @@ def write_video(frames, outfile, fps, audio_path, times):
     return count
 
 
+def face_source(args):
+    from streaming import FaceSource
+    return FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
+                      rotate=args.rotate, crop=args.crop)
+
+
+def face_boxes(args, device):
+    """streaming.FaceBoxes for the face options: the fixed --box, or S3FD with its cache."""
+    from streaming import BoxCache, FaceBoxes, load_face_detector
+    if args.box[0] != -1:
+        return FaceBoxes(box=tuple(args.box))
+    settings = dict(batch=args.face_det_batch_size, device=device.type, precision=args.precision,
+                    max_side=args.detect_max_side, every=args.detect_every,
+                    face_select=args.face_select, face_point=args.face_point)
+    cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder(), settings)
+    detector = load_face_detector(device, precision=args.precision, max_side=args.detect_max_side)
+    return FaceBoxes(detector=detector, batch_size=args.face_det_batch_size, pads=args.pads,
+                     smooth=not args.nosmooth, no_face=args.no_face, cache=cache,
+                     face_rule=args.face_select, face_point=args.face_point,
+                     detect_every=args.detect_every)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_args(args)
@@ -224,7 +264,7 @@ def main(argv=None):
     from blending import blend_face
     from devices import get_device
     from lipsync import mel_chunk_starts, paste_face
-    from streaming import BoxCache, FaceBoxes, FaceSource, StageTimes, dub, load_face_detector
+    from streaming import StageTimes, dub
 
     started = time.perf_counter()
     reuse_freed_memory()
@@ -234,22 +274,10 @@ def main(argv=None):
     enhancer = load_enhancer(args, device)  # before any work: a bad weight file is one line
     with tempfile.TemporaryDirectory(prefix="wav2lip-") as workdir:
         mel = load_mel(args.audio, workdir)
-        source = FaceSource(args.face, static=args.static, fps=args.fps, resize_factor=args.resize_factor,
-                            rotate=args.rotate, crop=args.crop)
+        source = face_source(args)
         runner = build_runner(args.checkpoint_path, device, args.precision, args.wav2lip_batch_size,
                               args.pass_size)
-        if args.box[0] == -1:
-            settings = dict(batch=args.face_det_batch_size, device=device.type, precision=args.precision,
-                            max_side=args.detect_max_side, every=args.detect_every,
-                            face_select=args.face_select, face_point=args.face_point)
-            cache = None if args.no_box_cache else BoxCache(args.box_cache or BoxCache.default_folder(), settings)
-            detector = load_face_detector(device, precision=args.precision, max_side=args.detect_max_side)
-            boxes = FaceBoxes(detector=detector, batch_size=args.face_det_batch_size, pads=args.pads,
-                              smooth=not args.nosmooth, no_face=args.no_face, cache=cache,
-                              face_rule=args.face_select, face_point=args.face_point,
-                              detect_every=args.detect_every)
-        else:
-            boxes = FaceBoxes(box=tuple(args.box))
+        boxes = face_boxes(args, device)
         times = StageTimes()
         frames = dub(source, mel, runner, boxes, batch_size=args.wav2lip_batch_size, times=times,
                      progress=not args.quiet and enhancer is None, paste=blend_face if args.blend else paste_face,

@@ -137,9 +137,13 @@ def face_input(crop, img_size=hparams.img_size):
     """A face crop -> the generator's (S, S, 6) uint8 input, S = img_size (the generator's):
     (lower half, rows S/2.., zeroed; full)."""
     import cv2
-    face = cv2.resize(crop, (img_size, img_size))
+    return masked_input(cv2.resize(crop, (img_size, img_size)))
+
+
+def masked_input(face):
+    """A face crop already resized to (S, S, 3) -> the generator's (S, S, 6) input."""
     masked = face.copy()
-    masked[img_size // 2:] = 0
+    masked[face.shape[0] // 2:] = 0
     return np.concatenate((masked, face), axis=2)
 
 
@@ -300,9 +304,17 @@ class GeneratorRunner:
     precision: "fp32" (faithful), "bf16" (fast on CPUs with AMX or AVX512-BF16,
     and on recent GPUs) or "fp16" (CUDA only). The runner takes `model` over:
     reduced precision folds its BatchNorms and casts it in place.
+
+    fold: fold the BatchNorms and run channels_last (default: in reduced precision only).
+
+    exact_lone_faces: a call with a single face encodes it alone, as the reference's
+    batch holding one face does (its last bits differ from a batch's). A live stream,
+    which generates frames one at a time, sets it False: a single face then reuses its
+    stored encoder outputs too (the frames differ by at most one grey level).
     """
 
-    def __init__(self, model, device, precision="fp32", micro_batch=None, chunk=None):
+    def __init__(self, model, device, precision="fp32", micro_batch=None, chunk=None, exact_lone_faces=True,
+                 fold=None):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision == "fp16" and device.type != "cuda":
@@ -319,12 +331,15 @@ class GeneratorRunner:
             if isinstance(module, torch.nn.ReLU):
                 module.inplace = True
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-        if precision != "fp32":
+        self.folded = precision != "fp32" if fold is None else bool(fold)
+        if self.folded:
             # Reduced precision changes the numbers anyway: fold each BatchNorm into its
             # convolution (in fp32), then cast once and run channels_last, the fast layout.
+            # (fp32 may ask for it too: ~1.5x on CPUs, frames a grey level or two from exact.)
             fold_batch_norms(self.model)
             self.model = self.model.to(dtype=self._dtype, memory_format=torch.channels_last)
         self._features = FeatureStore()  # encoder outputs of faces that come again
+        self.exact_lone_faces = bool(exact_lone_faces)
         self.encoded_faces = 0  # faces that went through the face encoder (for tests/benchmarks)
 
     def new_video(self):
@@ -361,6 +376,17 @@ class GeneratorRunner:
         self.encoded_faces += len(faces)
         return tuple(self.model.encode_face(self._faces_tensor(batch)))
 
+    @torch.inference_mode()
+    def store_features(self, faces, keys):
+        """Encode the faces (generator inputs, as __call__ takes them) whose keys are not stored
+        yet, in passes, and store their encoder outputs: later calls with those keys skip the
+        encoder (live.Engine.warm_up, for an avatar's frames)."""
+        todo = [(face, key) for face, key in zip(faces, keys) if key not in self._features]
+        for part in self._passes(len(todo)):
+            block = self._encode([todo[i][0] for i in part])
+            for row, i in enumerate(part):
+                self._features.put(todo[i][1], [f[row] for f in block])
+
     def has_features(self, key):
         return key is not None and key in self._features
 
@@ -391,7 +417,8 @@ class GeneratorRunner:
         at self.img_size), None where an earlier face of the same key is cached or in this call;
         keys: one hashable per face, or None (never reused) -> (B, S, S, 3) uint8 BGR faces."""
         keys = list(keys) if keys is not None else [None] * len(mels)
-        if len(mels) == 1 and faces[0] is None:
+        alone = len(mels) == 1 and self.exact_lone_faces  # encoded alone, never from the store
+        if alone and faces[0] is None:
             raise ValueError("a batch of one face needs its input (it is encoded alone, as the reference does)")
         out = []
         for part in self._passes(len(mels)):
@@ -399,12 +426,12 @@ class GeneratorRunner:
             todo, first_of_key = {}, {}  # index -> row of this pass's encoder batch; key -> index
             for i in part:
                 key = keys[i]
-                if len(mels) > 1 and key is not None and (key in self._features or key in first_of_key):
+                if not alone and key is not None and (key in self._features or key in first_of_key):
                     continue
                 todo[i] = len(todo)
-                if len(mels) > 1 and key is not None:
+                if not alone and key is not None:
                     first_of_key[key] = i
-            block = self._encode([faces[i] for i in todo], alone=len(mels) == 1) if todo else None
+            block = self._encode([faces[i] for i in todo], alone=alone) if todo else None
             for key, i in first_of_key.items():
                 self._features.put(key, [f[todo[i]] for f in block])
             sources, stored = [], {}  # per face: (features, row) to slice from; key -> read back

@@ -231,3 +231,126 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def live_output_format(out):
+    """ffmpeg's -f for a live output URL (None: ffmpeg guesses from the name)."""
+    scheme = out.split("://", 1)[0].lower() if "://" in out else ""
+    return {"rtmp": "flv", "rtmps": "flv", "udp": "mpegts", "srt": "mpegts", "tcp": "mpegts",
+            "rtp": "rtp_mpegts", "rtsp": "rtsp"}.get(scheme)
+
+
+class LiveWriter:
+    """Frames and their audio (live.LiveFrame) to an MP4 file or an ffmpeg output URL, as they come.
+
+    ffmpeg reads raw BGR frames on stdin and 16-bit PCM on a second pipe; a thread
+    feeds each, so neither blocks the other (or the caller, up to a few dozen frames).
+    H.264 (veryfast, zerolatency) and AAC. A file is written beside `out` and renamed
+    on a clean close (nothing on error); a URL (rtmp://, srt://, udp://, ...) is live.
+    """
+
+    def __init__(self, out, fps, width, height, out_format=None, sample_rate=16000, nice=10, queue_frames=32):
+        import queue
+        import threading
+        self.out, self.is_url = os.fspath(out), "://" in os.fspath(out)
+        self.width, self.height = int(width), int(height)
+        self.frames_written = 0
+        self._tmp = None if self.is_url else temp_path_beside(os.path.abspath(self.out), suffix=".mp4")
+        target = self.out if self.is_url else self._tmp
+        out_format = out_format or (live_output_format(self.out) if self.is_url else "mp4")
+        audio_read, audio_write = os.pipe()
+        args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.width}x{self.height}",
+                "-r", repr(float(fps)), "-i", "pipe:0",
+                "-f", "s16le", "-ar", str(sample_rate), "-ac", "1", "-i", f"pipe:{audio_read}",
+                "-map", "0:v:0", "-map", "1:a:0",
+                "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-preset", "veryfast",
+                "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k"]
+        if not self.is_url:
+            args += ["-movflags", "+faststart"]
+        args += (["-f", out_format] if out_format else []) + [target]
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=self._stderr, pass_fds=(audio_read,))
+        os.close(audio_read)
+        if nice and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, self._process.pid,
+                               min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+            except OSError:
+                pass
+        self._pipes = [self._process.stdin, os.fdopen(audio_write, "wb")]
+        self._queues = [queue.Queue(maxsize=queue_frames), queue.Queue(maxsize=queue_frames)]
+        self._errors = []
+        self._threads = [threading.Thread(target=self._feed, args=(q, pipe), daemon=True)
+                         for q, pipe in zip(self._queues, self._pipes)]
+        for thread in self._threads:
+            thread.start()
+
+    def _feed(self, items, pipe):
+        broken = False
+        while (data := items.get()) is not None:
+            if broken:
+                continue
+            try:
+                pipe.write(data)
+            except (BrokenPipeError, OSError) as e:
+                self._errors.append(e)
+                broken = True
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+    def write(self, image, audio):
+        """One frame (H, W, 3) uint8 BGR and the float32 samples of its time slot."""
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ValueError(f"frame of shape {image.shape} {image.dtype}, "
+                             f"expected ({self.height}, {self.width}, 3) uint8")
+        if self._errors:
+            self._fail()
+        pcm = np.clip(np.rint(np.asarray(audio, np.float32) * 32768), -32768, 32767).astype("<i2")
+        self._queues[0].put(np.ascontiguousarray(image).tobytes())
+        self._queues[1].put(pcm.tobytes())
+        self.frames_written += 1
+
+    def write_all(self, frames):
+        for frame in frames:
+            self.write(frame.image, frame.audio)
+
+    def _stop_feeding(self):
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _fail(self):
+        self.abort()
+        self._stderr_text = getattr(self, "_stderr_text", "")
+        raise UserError(f"ffmpeg failed to write {self.out}: {self._stderr_text or 'broken pipe'}")
+
+    def close(self):
+        self._stop_feeding()
+        code = self._process.wait()
+        self._stderr.seek(0)
+        self._stderr_text = _stderr_tail(self._stderr.read())
+        if code != 0 or self._errors:
+            self._fail()
+        self._stderr.close()
+        if self._tmp:
+            publish(self._tmp, os.path.abspath(self.out))
+            self._tmp = None
+
+    def abort(self):
+        if self._process.poll() is None:
+            self._process.kill()
+        if any(t.is_alive() for t in self._threads):
+            self._stop_feeding()
+        self._process.wait()
+        if self._tmp and os.path.exists(self._tmp):
+            os.remove(self._tmp)
+        self._tmp = None
+        if not self._stderr.closed:
+            self._stderr.seek(0)
+            self._stderr_text = _stderr_tail(self._stderr.read())
+            self._stderr.close()

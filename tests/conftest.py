@@ -40,3 +40,31 @@ def captured(monkeypatch):
 
     monkeypatch.setattr(videoio, "VideoWriter", Capturing)
     return frames
+
+
+LIVE_BOX = (20, 80, 30, 100)  # y1 y2 x1 x2 of the generated face in live_media's video
+
+
+@pytest.fixture(scope="session")
+def live_media(tmp_path_factory):
+    """For the real-time tests: a 10-frame 128x96 face video, 1.3 s of speech (30 output frames,
+    so the video loops), a recipe-weights checkpoint, an avatar prepared with --box, and an
+    Engine over them (fp32, CPU)."""
+    from types import SimpleNamespace
+    import realtime
+    from checkpoints import save_checkpoint
+    from models import Wav2Lip
+    from synthetic import recipe_state_dict
+    root = tmp_path_factory.mktemp("live")
+    video, speech, frames = write_face_media(str(root), 128, 96, [(i % 7) / 7 for i in range(10)],
+                                             face_seed=0, speech_seconds=1.3, speech_seed=1)
+    model = Wav2Lip()
+    model.load_state_dict(recipe_state_dict(model))
+    checkpoint = str(root / "wav2lip_recipe.pth")
+    save_checkpoint(checkpoint, model, global_step=1)
+    avatar = str(root / "avatar")
+    realtime.main(["prepare", "--face", video, "--avatar", avatar, "--box", *map(str, LIVE_BOX), "--quiet"])
+    args = realtime.build_parser().parse_args(["run", "--avatar", avatar, "--checkpoint_path", checkpoint,
+                                               "--audio", speech])
+    return SimpleNamespace(root=root, video=video, speech=speech, frames=frames, checkpoint=checkpoint,
+                           avatar=avatar, engine=realtime.open_engine(args))

@@ -133,3 +133,35 @@ def test_save_wav_scales_peak_to_int16(tmp_path):
     assert sr == 16000 and data.dtype == np.int16
     assert data.tolist() == [0, 16383, -32767, 6553]
     np.testing.assert_array_equal(wav, np.array([0.0, 0.25, -0.5, 0.1], np.float32))  # untouched
+
+
+@pytest.mark.parametrize("samples", [1, 400, 401, 3399, 16123])
+@pytest.mark.parametrize("chunk", [1, 160, 5333, None])
+def test_mel_stream_equals_whole_signal_mel(samples, chunk):
+    wav = (np.random.RandomState(samples).randn(samples) * 0.1).astype(np.float32)
+    chunk = chunk or samples
+    stream, parts = audio.MelStream(), []
+    for i in range(0, samples, chunk):
+        parts.append(stream.push(wav[i:i + chunk]))
+    parts.append(stream.finish())
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), audio.melspectrogram(wav))
+
+
+def test_mel_stream_gives_each_frame_once_its_samples_are_in():
+    # Mel frame t reads samples up to t * 200 + 399 (the centred 800-sample window): it must
+    # come out with that sample, not later (the real-time latency) and not sooner (exactness).
+    wav = (np.random.RandomState(0).randn(4000) * 0.1).astype(np.float32)
+    stream, released = audio.MelStream(), []
+    for n in range(len(wav)):
+        if stream.push(wav[n:n + 1]).shape[1]:
+            released.append(n + 1)  # samples in when a frame came out
+    assert released[:5] == [401, 600, 800, 1000, 1200]  # frame 0 needs 400 + 1 (np.pad's reflection)
+    assert stream.frames == (len(wav) - 400) // 200 + 1 == 19
+    assert stream.finish().shape[1] == 1 + len(wav) // 200 - 19  # the two frames the end reflects into
+
+
+def test_mel_stream_rejects_nan_and_empty():
+    with pytest.raises(audio.AudioError, match="NaN"):
+        audio.MelStream().push(np.array([0.1, np.nan], np.float32))
+    with pytest.raises(audio.AudioError, match="non-empty"):
+        audio.MelStream().finish()
