@@ -2,11 +2,14 @@
 
     python benchmarks/bench_training.py                     # CPU, small batches
     python benchmarks/bench_training.py --device cuda --expert_batch 64 --generator_batch 16 --steps 20
+    python benchmarks/bench_training.py --img_sizes 96 288 --num_workers 0   # the four trainers at both sizes
 
 Writes a small synthetic dataset to a temporary folder, then times (1) the
 expert and generator datasets through a DataLoader (mels cached after the
 first pass) and (2) optimisation steps of each trainer on batches already in
-memory (the same code path as the scripts: trainers.py train_step).
+memory (the same code path as the scripts: trainers.py train_step), for the
+four trainers (expert, generator, GAN, Wasserstein GAN) at each --img_sizes; the
+generators are judged by a 96 expert (the published size), as in the HD recipe.
 """
 import argparse
 import os
@@ -56,6 +59,7 @@ def main(argv=None):
     parser.add_argument("--loader_batches", type=int, default=10)
     parser.add_argument("--num_workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--img_sizes", type=int, nargs="+", choices=(96, 288), default=[96])
     args = parser.parse_args(argv)
 
     import torch
@@ -65,7 +69,7 @@ def main(argv=None):
     from hparams import hparams
     from make_synthetic_dataset import write_dataset
     from models import SyncNet_color
-    from trainers import ExpertTrainer, GANTrainer, GeneratorTrainer
+    from trainers import ExpertTrainer, GANTrainer, GeneratorTrainer, WassersteinTrainer
     from training import base_parser
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,19 +88,24 @@ def main(argv=None):
         flags = ["--data_root", root, "--checkpoint_dir", os.path.join(tmp, "ck"), "--device", args.device,
                  "--filelists_dir", os.path.join(root, "filelists"), "--num_workers", "0",
                  *(["--amp"] if args.amp else [])]
-        hp = hparams.replace(syncnet_batch_size=args.expert_batch, batch_size=args.generator_batch)
-        for name, trainer_class in (("color_syncnet_train", ExpertTrainer), ("wav2lip_train", GeneratorTrainer),
-                                    ("hq_wav2lip_train", GANTrainer)):
-            parser = base_parser("")
-            parser.add_argument("--syncnet_checkpoint_path", default=expert_path)
-            trainer = trainer_class(parser.parse_args(flags), hp)
-            trainer.build()
-            if "syncnet_wt" in trainer.state:
-                trainer.state["syncnet_wt"] = 0.01  # time the step with the expert's sync loss in it
-            batch = getattr(hp, trainer.batch_size_field)
-            loader = torch.utils.data.DataLoader(TalkingFaceDataset(clips, hp, trainer.kind), batch_size=batch)
-            rate = time_steps(trainer, loader, args.steps)
-            print(f"training {name:20s} batch {batch:3d}: {rate:6.3f} steps/s ({rate * batch:6.1f} samples/s)")
+        for img_size in args.img_sizes:
+            hp = hparams.replace(syncnet_batch_size=args.expert_batch, batch_size=args.generator_batch,
+                                 img_size=img_size)
+            for name, trainer_class in (("color_syncnet_train", ExpertTrainer), ("wav2lip_train", GeneratorTrainer),
+                                        ("hq_wav2lip_train", GANTrainer),
+                                        ("wloss_hq_wav2lip_train", WassersteinTrainer)):
+                parser = base_parser("")
+                parser.add_argument("--syncnet_checkpoint_path", default=expert_path)
+                parser.add_argument("--critic_steps", type=int, default=1)
+                trainer = trainer_class(parser.parse_args(flags), hp)
+                trainer.build()
+                if "syncnet_wt" in trainer.state:
+                    trainer.state["syncnet_wt"] = 0.01  # time the step with the expert's sync loss in it
+                batch = getattr(hp, trainer.batch_size_field)
+                loader = torch.utils.data.DataLoader(TalkingFaceDataset(clips, hp, trainer.kind), batch_size=batch)
+                rate = time_steps(trainer, loader, args.steps)
+                print(f"training {name:23s} at {img_size:3d}, batch {batch:3d}: {rate:6.3f} steps/s "
+                      f"({rate * batch:6.1f} samples/s, {1 / rate:5.2f} s/step)", flush=True)
 
 
 if __name__ == "__main__":

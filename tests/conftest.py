@@ -27,11 +27,9 @@ def golden():
     return np.load(os.path.join(FIXTURES, "reference_outputs.npz"))
 
 
-@pytest.fixture
-def captured(monkeypatch):
-    """Frames handed to the encoder (before lossy H.264), recorded while the real file is written."""
+def capture_frames(monkeypatch, frames):
+    """Have videoio.VideoWriter also append every frame it is handed (before lossy H.264) to `frames`."""
     import videoio
-    frames = []
 
     class Capturing(videoio.VideoWriter):
         def write(self, frame):
@@ -40,6 +38,12 @@ def captured(monkeypatch):
 
     monkeypatch.setattr(videoio, "VideoWriter", Capturing)
     return frames
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Frames handed to the encoder (before lossy H.264), recorded while the real file is written."""
+    return capture_frames(monkeypatch, [])
 
 
 LIVE_BOX = (20, 80, 30, 100)  # y1 y2 x1 x2 of the generated face in live_media's video

@@ -15,7 +15,7 @@ import videoio
 from audio import load_wav
 from avatar import Avatar, loop_index
 from cli import UserError
-from conftest import LIVE_BOX
+from conftest import LIVE_BOX, capture_frames
 from lipsync import mel_chunk_starts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,14 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def inference_frames(live_media):
     """inference.py's frames (before H.264) for live_media's video, speech and --box."""
     frames = []
-
-    class Capturing(videoio.VideoWriter):
-        def write(self, frame):
-            frames.append(frame.copy())
-            super().write(frame)
-
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(videoio, "VideoWriter", Capturing)
+        capture_frames(m, frames)
         inference.main(["--checkpoint_path", live_media.checkpoint, "--face", live_media.video,
                         "--audio", live_media.speech, "--box", *map(str, LIVE_BOX), "--quiet",
                         "--outfile", str(live_media.root / "inference.mp4"), "--no_box_cache"])
