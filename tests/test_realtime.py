@@ -307,3 +307,37 @@ def test_fast_fp32_is_within_two_grey_levels(live_media, inference_frames):
     assert len(frames) == 30
     differences = [grey_levels_apart(f.image, e) for f, e in zip(frames, inference_frames)]
     assert 0 < max(differences) <= 2
+
+
+def test_run_to_a_live_stream_url(live_media, tmp_path):
+    # --out as an ffmpeg URL: MPEG-TS over UDP, received here as it is sent.
+    import socket
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.5)
+    port = receiver.getsockname()[1]
+    received = []
+
+    def listen():
+        while True:
+            try:
+                received.append(receiver.recv(65536))
+            except socket.timeout:
+                if done:
+                    return
+
+    import threading
+    done = False
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    stats = realtime.main(["run", "--avatar", live_media.avatar, "--checkpoint_path", live_media.checkpoint,
+                           "--audio", live_media.speech, "--out", f"udp://127.0.0.1:{port}?pkt_size=1316",
+                           "--as_fast_as_possible", "--quiet"])
+    done = True
+    thread.join()
+    receiver.close()
+    assert stats["frames"] == 33
+    stream = b"".join(received)
+    assert len(stream) > 10000 and len(stream) % 188 == 0
+    assert all(stream[i] == 0x47 for i in range(0, len(stream), 188))  # MPEG-TS packets, each with its sync byte
+    assert os.listdir(tmp_path) == []  # nothing written to disk for a URL
