@@ -61,8 +61,8 @@ def build_parser():
 def add_device_arguments(p):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on "
-                        "CPU), fp16 (CUDA)")
+                   help="precision of the generator and the face detector: fp32 (exact), bf16 (fast on CPUs "
+                        "with AMX or AVX512-BF16, slower without), fp16 (CUDA)")
 
 
 def add_face_arguments(p):

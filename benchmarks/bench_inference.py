@@ -5,11 +5,18 @@
     python benchmarks/bench_inference.py --long 3 --psnr_frames 100
     python benchmarks/bench_inference.py --skip_reference --runs fp32
     python benchmarks/bench_inference.py --repeat 3       # alternate 3 runs of each, report medians
+    python benchmarks/bench_inference.py --detect         # with S3FD face detection (recipe weights), and
+                                                          # the opt-in detection speed-ups with their box errors
 
 Inputs (synthetic face video, speech-like audio, recipe-weight checkpoint) are
 generated once into --workdir. Every timed run is a fresh Python process;
 peak RSS is that process's ru_maxrss (ffmpeg's own memory is not counted,
-for either side). `--box` is used, so no face detection is timed.
+for either side). `--box` is used, so no face detection is timed, unless --detect:
+then both sides detect faces with S3FD (recipe weights, written into --workdir: the
+timing does not depend on them; they find one steady box per frame), ours without
+its box cache, and the runs also include `--detect_every 5` and `--detect_max_side
+320`, each with its face rects' error against full detection (from the box cache
+each run writes).
 """
 import argparse
 import json
@@ -51,32 +58,53 @@ def make_inputs(folder, video_frames, audio_seconds, tag=""):
     return video, speech, checkpoint
 
 
-def child(kind, video, speech, checkpoint, outfile, precision):
-    """Run once in this process; print JSON with seconds, stage seconds and peak RSS."""
+def child(kind, video, speech, checkpoint, outfile, precision, options="[]"):
+    """Run once in this process; print JSON with seconds, stage seconds and peak RSS.
+
+    options: JSON list of extra inference.py flags; "--detect" among them means face
+    detection (no --box) with the recipe S3FD weights of the checkpoint's folder."""
+    options = json.loads(options)
+    detect = "--detect" in options
+    options = [o for o in options if o != "--detect"]
+    if detect:
+        from face_detection import api
+        weights = os.path.join(os.path.dirname(checkpoint), "s3fd_recipe.pth")
+        api.default_weights_path = lambda: weights
     start = time.perf_counter()
-    box = [str(v) for v in BOX]
+    box = [] if detect else ["--box", *map(str, BOX)]
     if kind == "reference":
         from benchmarks.reference_inference import main
-        main(["--checkpoint_path", checkpoint, "--face", video, "--audio", speech, "--outfile", outfile,
-              "--box", *box])
+        main(["--checkpoint_path", checkpoint, "--face", video, "--audio", speech, "--outfile", outfile, *box])
         stats = {}
     else:
         from inference import main
         stats = main(["--checkpoint_path", checkpoint, "--face", video, "--audio", speech, "--outfile", outfile,
-                      "--box", *box, "--precision", precision, "--quiet"])
+                      *box, "--precision", precision, "--quiet", *options])
     seconds = time.perf_counter() - start
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps({"seconds": seconds, "rss_mb": rss_mb,
                                   "frames": stats.get("frames"), "stages": stats.get("stage_seconds", {})}))
 
 
-def timed_run(kind, video, speech, checkpoint, outfile, precision="fp32"):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, video, speech, checkpoint, outfile, precision]
+def timed_run(kind, video, speech, checkpoint, outfile, precision="fp32", options=()):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, video, speech, checkpoint, outfile, precision,
+           json.dumps(list(options))]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"{kind} run failed:\n{result.stderr[-2000:]}")
     line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
+
+
+def cached_rects(folder):
+    """{run folder: rects array} of the box cache entries under `folder` (one run per sub-folder)."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        entries = [f for f in os.listdir(os.path.join(folder, name)) if f.endswith(".npz")]
+        if entries:
+            with np.load(os.path.join(folder, name, entries[0])) as data:
+                out[name] = data["rects"].astype(np.float64)
+    return out
 
 
 def count_frames(path):
@@ -154,9 +182,13 @@ def main(argv=None):
                    help="also a FACTOR times (default 10) longer video and audio (RSS flatness)")
     p.add_argument("--psnr_frames", type=int, default=0, help="frames for the bf16 PSNR (0: all)")
     p.add_argument("--skip_psnr", action="store_true")
+    p.add_argument("--detect", action="store_true",
+                   help="detect faces (S3FD, recipe weights) instead of --box, plus the opt-in detection speed-ups")
     args = p.parse_args(argv)
 
     video, speech, checkpoint = make_inputs(args.workdir, 185, 14.2)
+    if args.detect:
+        return detection_runs(args, video, speech, checkpoint)
     print(f"input: {WIDTH}x{HEIGHT} {FPS} fps, 185 frames (7.4 s), 14.2 s audio; --box {' '.join(map(str, BOX))}")
     # Runs alternate (reference, fp32, bf16, reference, ...) so that a shared machine's slow
     # spells fall on every kind alike; each kind reports its median run.
@@ -192,8 +224,49 @@ def main(argv=None):
               f"{psnr['psnr_face_db']:.1f} dB in the face box")
 
 
+def detection_runs(args, video, speech, checkpoint):
+    """End to end with face detection: the reference, ours fp32 / bf16, and the opt-in speed-ups."""
+    import shutil
+    import torch
+    from face_detection import S3FD
+    from synthetic import recipe_state_dict
+    weights = os.path.join(args.workdir, "s3fd_recipe.pth")
+    if not os.path.isfile(weights):
+        torch.save(recipe_state_dict(S3FD()), weights)
+    cache = os.path.join(args.workdir, "detect_cache")
+    shutil.rmtree(cache, ignore_errors=True)
+    print(f"input: {WIDTH}x{HEIGHT} {FPS} fps, 185 frames (7.4 s), 14.2 s audio; S3FD face detection on every frame "
+          f"(recipe weights), detection batch 16")
+    runs = [("reference", "fp32", []), ("full", "fp32", []), ("bf16", "bf16", []),
+            ("every5", "fp32", ["--detect_every", "5"]), ("side320", "fp32", ["--detect_max_side", "320"])]
+    if args.skip_reference:
+        runs = runs[1:]
+    names = {"reference": "reference (in memory)", "full": "inference.py fp32", "bf16": "inference.py bf16",
+             "every5": "fp32 --detect_every 5", "side320": "fp32 --detect_max_side 320"}
+    results = {}
+    for name, precision, extra in runs:
+        if name == "bf16" and "bf16" not in args.runs:
+            continue
+        kind = "reference" if name == "reference" else "ours"
+        options = ["--detect"] + ([] if kind == "reference" else ["--box_cache", os.path.join(cache, name)]) + extra
+        out = os.path.join(args.workdir, f"detect_{name}.mp4")
+        results[name] = r = timed_run(kind, video, speech, checkpoint, out, precision, options)
+        frames = count_frames(out) if kind == "reference" else r["frames"]
+        report(names[name], r, frames)
+        if kind != "reference" and "reference" in results:
+            print(f"{'':28} speed-up vs reference: {results['reference']['seconds'] / r['seconds']:.2f}x")
+    rects = cached_rects(cache)
+    if "full" in rects:
+        for name, found in rects.items():
+            if name == "full":
+                continue
+            error = np.abs(found[:len(rects["full"])] - rects["full"][:len(found)])
+            print(f"face rects of {names[name]} against full detection: mean {error.mean():.2f} px, "
+                  f"max {error.max():.0f} px over {len(found)} frames")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:8])
+        child(*sys.argv[2:9])
     else:
         main()
