@@ -39,10 +39,15 @@ def loop_index(i, count, loop="forward"):
     return j if j < count else period - j
 
 
-def avatar_options(args, img_size, loop):
-    """What decides an avatar's stored content, from realtime.py prepare's arguments (JSON-able)."""
+def avatar_options(args, img_size, loop, device_type="cpu"):
+    """What decides an avatar's stored content, from realtime.py prepare's arguments (JSON-able).
+
+    With detection (no --box), the detector's batch, device type and precision too, as
+    inference.py's box cache keys them: each may move a box by a pixel."""
     path = os.path.abspath(args.face)
     stat = os.stat(path)
+    detection = None if args.box[0] != -1 else {"batch": int(args.face_det_batch_size), "device": device_type,
+                                                   "precision": args.precision}
     return {
         "version": FORMAT_VERSION,
         "face": {"path": path, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
@@ -52,7 +57,7 @@ def avatar_options(args, img_size, loop):
         "rotate": bool(args.rotate), "nosmooth": bool(args.nosmooth), "no_face": args.no_face,
         "face_select": args.face_select, "face_point": list(args.face_point) if args.face_point else None,
         "detect_every": int(args.detect_every), "detect_max_side": args.detect_max_side,
-        "blend": bool(args.blend),
+        "blend": bool(args.blend), "detection": detection,
     }
 
 
@@ -140,7 +145,7 @@ def prepare_avatar(folder, args, device, img_size=96, loop="forward", progress=T
     if loop not in LOOPS:
         raise UserError(f"--loop must be one of {', '.join(LOOPS)}, got {loop!r}")
     folder = os.fspath(folder)
-    wanted = avatar_options(args, img_size, loop)
+    wanted = avatar_options(args, img_size, loop, device.type)
     if os.path.exists(folder):
         if os.path.isfile(os.path.join(folder, "avatar.json")):
             avatar = Avatar(folder)

@@ -341,3 +341,26 @@ def test_run_to_a_live_stream_url(live_media, tmp_path):
     assert len(stream) > 10000 and len(stream) % 188 == 0
     assert all(stream[i] == 0x47 for i in range(0, len(stream), 188))  # MPEG-TS packets, each with its sync byte
     assert os.listdir(tmp_path) == []  # nothing written to disk for a URL
+
+
+def test_prepare_with_detection_stores_the_padded_boxes(live_media, tmp_path, monkeypatch):
+    import streaming
+    import torch
+
+    class FixedFace:  # one face at the same rect in every frame (so smoothing keeps it)
+        device = torch.device("cpu")
+
+        def detect_from_batch(self, frames):
+            return [np.array([[30, 20, 100, 75, 0.99]], np.float32) for _ in frames]
+
+    from face_detection import FaceAlignment
+    FixedFace.get_detections_for_batch = FaceAlignment.get_detections_for_batch
+    monkeypatch.setattr(streaming, "load_face_detector", lambda device, **options: FixedFace())
+    folder = str(tmp_path / "detected")
+    avatar = realtime.main(["prepare", "--face", live_media.video, "--avatar", folder, "--no_box_cache", "--quiet",
+                            "--pads", "0", "10", "0", "0"])
+    assert [avatar.coords(k) for k in range(10)] == [(20, 85, 30, 100)] * 10  # y1 y2 x1 x2, chin padded by 10
+    assert avatar.options["detection"] == {"batch": 16, "device": "cpu", "precision": "fp32"}
+    with pytest.raises(UserError, match="detection .* there, .* now"):
+        realtime.main(["prepare", "--face", live_media.video, "--avatar", folder, "--no_box_cache", "--quiet",
+                       "--face_det_batch_size", "8"])
