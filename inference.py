@@ -133,11 +133,9 @@ def check_face_args(args):
         raise UserError(f"{args.face}: file not found (--face)")
 
 
-def load_mel(path, workdir):
-    """The 80-band mel of `path` at 16 kHz; UserError for unreadable, empty or too short audio.
-
-    Silent (all-zero) audio is valid, as in the reference: the mouth stays closed (a warning says so).
-    """
+def load_speech(path, workdir):
+    """16 kHz mono float32 samples of any audio file ffmpeg reads (non-WAV decoded into `workdir`);
+    UserError for unreadable or empty audio. Silent audio is valid (a warning says so)."""
     import audio
     from videoio import extract_audio
     wav_path = path
@@ -146,15 +144,28 @@ def load_mel(path, workdir):
         extract_audio(path, wav_path, hparams.sample_rate)
     try:
         wav = audio.load_wav(wav_path, hparams.sample_rate)
-        if wav.size == 0:
-            raise UserError(f"{path}: the audio is empty")
-        if not np.any(wav):
-            print(f"warning: {path}: the audio is silent (all samples zero): the mouth will stay closed",
-                  file=sys.stderr)
-        mel = audio.melspectrogram(wav)
     except audio.AudioError as e:
         reason = str(e).removeprefix(f"{wav_path}: ")
         raise UserError(f"{path}: {reason}") from None
+    if wav.size == 0:
+        raise UserError(f"{path}: the audio is empty")
+    if not np.any(wav):
+        print(f"warning: {path}: the audio is silent (all samples zero): the mouth will stay closed",
+              file=sys.stderr)
+    return wav
+
+
+def load_mel(path, workdir):
+    """The 80-band mel of `path` at 16 kHz; UserError for unreadable, empty or too short audio.
+
+    Silent (all-zero) audio is valid, as in the reference: the mouth stays closed (a warning says so).
+    """
+    import audio
+    wav = load_speech(path, workdir)
+    try:
+        mel = audio.melspectrogram(wav)
+    except audio.AudioError as e:
+        raise UserError(f"{path}: {e}") from None
     if mel.shape[1] < SYNCNET_MEL_STEP_SIZE:
         seconds = SYNCNET_MEL_STEP_SIZE * hparams.hop_size / hparams.sample_rate
         raise UserError(f"{path}: the audio lasts {len(wav) / hparams.sample_rate:.3f} s, "

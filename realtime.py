@@ -90,7 +90,6 @@ def check_engine_args(args):
 
 def open_engine(args):
     """Avatar + generator (inference.build_runner) for run and serve; UserErrors for a bad pair."""
-    import torch
     from avatar import Avatar
     from devices import get_device
     from inference import build_runner, reuse_freed_memory
@@ -104,7 +103,6 @@ def open_engine(args):
     runner = build_runner(args.checkpoint_path, device, args.precision, 128, args.pass_size,
                           fold=True if args.fast else None)
     runner.exact_lone_faces = False  # frames come one at a time: reuse stored faces (see lipsync)
-    del torch
     engine = Engine(avatar, runner)
     engine.warm_up(progress=not getattr(args, "quiet", False))
     return engine
@@ -128,18 +126,8 @@ def prepare(args):
 
 def file_chunks(path, chunk_ms, workdir):
     """float32 16 kHz chunks of an audio file (UserError if unreadable or empty)."""
-    import audio
-    from videoio import extract_audio
-    wav_path = path
-    if os.path.splitext(path)[1].lower() != ".wav":
-        wav_path = os.path.join(workdir, "audio.wav")
-        extract_audio(path, wav_path, 16000)
-    try:
-        wav = audio.load_wav(wav_path, 16000)
-    except audio.AudioError as e:
-        raise UserError(f"{path}: {str(e).removeprefix(f'{wav_path}: ')}") from None
-    if wav.size == 0:
-        raise UserError(f"{path}: the audio is empty")
+    from inference import load_speech
+    wav = load_speech(path, workdir)
     step = max(1, int(round(chunk_ms * 16)))
     return [wav[i:i + step] for i in range(0, len(wav), step)]
 

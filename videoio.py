@@ -270,6 +270,7 @@ class LiveWriter:
             args += ["-movflags", "+faststart"]
         args += (["-f", out_format] if out_format else []) + [target]
         self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr_text = ""
         self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                          stderr=self._stderr, pass_fds=(audio_read,))
         os.close(audio_read)
@@ -325,8 +326,7 @@ class LiveWriter:
             thread.join()
 
     def _fail(self):
-        self.abort()
-        self._stderr_text = getattr(self, "_stderr_text", "")
+        self.abort()  # reads ffmpeg's last words into self._stderr_text
         raise UserError(f"ffmpeg failed to write {self.out}: {self._stderr_text or 'broken pipe'}")
 
     def close(self):
