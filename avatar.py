@@ -158,7 +158,7 @@ def prepare_avatar(folder, args, device, img_size=96, loop="forward", progress=T
 
     source = face_source(args)
     boxes = face_boxes(args, device)
-    frame_count = source.frame_count
+    frame_count = max(1, source.frame_count)  # some containers report 0: the files grow as needed
     parent = os.path.dirname(os.path.abspath(folder))
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(dir=parent, prefix=".tmp-avatar-")
@@ -172,8 +172,8 @@ def prepare_avatar(folder, args, device, img_size=96, loop="forward", progress=T
                 frames = _open_array(work, "frames.npy", (frame_count, *frame.shape))
                 faces = _open_array(work, "faces.npy", (frame_count, img_size, img_size, 3))
             if index >= frame_count:  # the container under-reported its frames: grow both files
-                frames, faces = _grown(work, frames, faces, frame_count * 2)
-                frame_count *= 2
+                frame_count = max(2 * frame_count, 64)
+                frames, faces = _grown(work, frames, faces, frame_count)
             frames[index] = frame
             if coords is not None:
                 y1, y2, x1, x2 = coords

@@ -11,6 +11,7 @@ See README.md (Real time). In fp32 the frames equal inference.py's for the same
 avatar options, audio and checkpoint.
 """
 import argparse
+import collections
 import os
 import queue
 import sys
@@ -178,7 +179,7 @@ class LiveFigures:
 
     def __init__(self, fps, sample_rate=16000):
         self.fps, self.rate = fps, sample_rate
-        self.arrivals = []  # (timeline sample after a chunk, wall time it arrived)
+        self.arrivals = collections.deque()  # (timeline sample after a chunk, wall time), not yet passed
         self.latencies, self.made = [], 0
         self.start = None
         self.idle = 0
@@ -189,18 +190,20 @@ class LiveFigures:
         self.arrivals.append((end_sample, wall))
 
     def made_frames(self, frames, wall):
-        """Latency of each lip-synced frame: from the arrival of its first sample to `wall`."""
-        import bisect
-        ends = [e for e, _ in self.arrivals]
+        """Latency of each lip-synced frame: from the arrival of its first sample to `wall`.
+
+        Frames come in timeline order, so chunks that ended before a frame's first sample
+        are dropped: the arrivals kept stay few, however long the run."""
         for frame in frames:
             self.made += 1
             if not frame.synced:
                 self.idle += 1
                 continue
             sample = int(round(frame.index * self.rate / self.fps))
-            k = bisect.bisect_right(ends, sample)
-            if k < len(self.arrivals):
-                self.latencies.append(wall - self.arrivals[k][1])
+            while self.arrivals and self.arrivals[0][0] <= sample:
+                self.arrivals.popleft()
+            if self.arrivals:
+                self.latencies.append(wall - self.arrivals[0][1])
 
     def line(self, now):
         elapsed = max(1e-9, now - (self.start or now))

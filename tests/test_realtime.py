@@ -364,3 +364,18 @@ def test_prepare_with_detection_stores_the_padded_boxes(live_media, tmp_path, mo
     with pytest.raises(UserError, match="detection .* there, .* now"):
         realtime.main(["prepare", "--face", live_media.video, "--avatar", folder, "--no_box_cache", "--quiet",
                        "--face_det_batch_size", "8"])
+
+
+def test_prepare_copes_with_a_video_that_under_reports_its_frames(live_media, tmp_path, monkeypatch):
+    original = inference.face_source
+
+    def under_reported(args):
+        source = original(args)
+        source.frame_count = 0  # as some containers tell OpenCV
+        return source
+
+    monkeypatch.setattr(inference, "face_source", under_reported)
+    avatar = realtime.main(["prepare", "--face", live_media.video, "--avatar", str(tmp_path / "a"),
+                            "--box", *map(str, LIVE_BOX), "--quiet"])
+    assert avatar.frame_count == 10
+    assert all(np.array_equal(avatar.frame(k), live_media.frames[k]) for k in range(10))
