@@ -7,6 +7,7 @@
     python benchmarks/bench_inference.py --repeat 3       # alternate 3 runs of each, report medians
     python benchmarks/bench_inference.py --detect         # with S3FD face detection (recipe weights), and
                                                           # the opt-in detection speed-ups with their box errors
+    python benchmarks/bench_inference.py --detect_bound   # only S3FD's GFLOP/frame and this CPU's floor for it
 
 Inputs (synthetic face video, speech-like audio, recipe-weight checkpoint) are
 generated once into --workdir. Every timed run is a fresh Python process;
@@ -184,7 +185,12 @@ def main(argv=None):
     p.add_argument("--skip_psnr", action="store_true")
     p.add_argument("--detect", action="store_true",
                    help="detect faces (S3FD, recipe weights) instead of --box, plus the opt-in detection speed-ups")
+    p.add_argument("--detect_bound", action="store_true",
+                   help="only print S3FD's GFLOP per frame, this CPU's convolution speed and the floor they put "
+                        "under detection with the same arithmetic")
     args = p.parse_args(argv)
+    if args.detect_bound:
+        return detection_bound(185, 0, 0)
 
     video, speech, checkpoint = make_inputs(args.workdir, 185, 14.2)
     if args.detect:
@@ -224,6 +230,54 @@ def main(argv=None):
               f"{psnr['psnr_face_db']:.1f} dB in the face box")
 
 
+def s3fd_gflop(width, height):
+    """GFLOP (2 x multiply-adds of the convolutions) of one S3FD pass on a width x height frame."""
+    import torch
+    from face_detection import S3FD
+    total = [0]
+
+    def count(module, inputs, output):
+        kh, kw = module.kernel_size
+        total[0] += 2 * output.numel() * module.in_channels // module.groups * kh * kw
+
+    model = S3FD()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, height, width))
+    return total[0] / 1e9
+
+
+def conv_gflops(repeat=5):
+    """GFLOP/s of this machine's best case for S3FD: a 3x3 256->256 convolution on a 150x120 map
+    (VGG's conv3 block), channels_last, all CPU threads, best of `repeat`."""
+    import torch
+    x = torch.randn(1, 256, 120, 150).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3).contiguous(memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.no_grad():
+        torch.nn.functional.conv2d(x, w, padding=1)
+        for _ in range(repeat):
+            start = time.perf_counter()
+            torch.nn.functional.conv2d(x, w, padding=1)
+            best = min(best, time.perf_counter() - start)
+    return 2 * 256 * 256 * 9 * 120 * 150 / best / 1e9
+
+
+def detection_bound(n_frames, generate_seconds, reference_seconds):
+    """Print the floor the same arithmetic puts under detection on this machine."""
+    gflop = s3fd_gflop(WIDTH, HEIGHT)
+    speed = conv_gflops()
+    floor = n_frames * gflop / speed
+    print(f"S3FD: {gflop:.0f} GFLOP per {WIDTH}x{HEIGHT} frame; this CPU's best 3x3 convolution: {speed:.0f} GFLOP/s, "
+          f"so detecting {n_frames} frames takes at least {floor:.0f} s with the same arithmetic")
+    if generate_seconds and reference_seconds:
+        total = floor + generate_seconds
+        print(f"{'':28} floor end to end (detection at that speed + the measured rest, {generate_seconds:.0f} s): "
+              f"{total:.0f} s = {reference_seconds / total:.2f}x the reference at best")
+
+
 def detection_runs(args, video, speech, checkpoint):
     """End to end with face detection: the reference, ours fp32 / bf16, and the opt-in speed-ups."""
     import shutil
@@ -255,6 +309,9 @@ def detection_runs(args, video, speech, checkpoint):
         report(names[name], r, frames)
         if kind != "reference" and "reference" in results:
             print(f"{'':28} speed-up vs reference: {results['reference']['seconds'] / r['seconds']:.2f}x")
+    full, reference = results.get("full", {}), results.get("reference", {})
+    detection_bound(185, full.get("seconds", 0) - full.get("stages", {}).get("detect", 0) if full else 0,
+                    reference.get("seconds"))
     rects = cached_rects(cache)
     if "full" in rects:
         for name, found in rects.items():

@@ -218,7 +218,7 @@ def plot(curves, switches, path):
                 kernel = np.ones(min(25, len(values))) / min(25, len(values))
                 values = np.convolve(values, kernel, mode="valid")
                 steps = steps[len(steps) - len(values):]
-            line, = ax.plot(steps, values, marker="o" if phase == "eval" else None, ms=3, label=f"seed {seed}")
+            line, = ax.plot(steps, values, marker="o" if phase == "eval" else None, ms=3, label=f"seed {seed}" if isinstance(seed, int) else seed)
             if switches.get(seed):
                 ax.axvline(switches[seed], color=line.get_color(), ls=":", lw=1)
         if phase == "eval":
