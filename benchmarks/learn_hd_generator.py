@@ -43,9 +43,9 @@ def main(argv=None):
     p.add_argument("--data_root", default="benchmarks/out/learn_hd/data", help="the experts' 288 synthetic clips")
     p.add_argument("--experts", nargs="+", default=None, metavar="LABEL=PATH",
                    help="experts to train against (default: 96 and 288, seed 0, of benchmarks/out/learn_hd)")
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--hparams", default="batch_size=2,initial_learning_rate=5e-4,eval_interval=20,"
-                   "checkpoint_interval=1000,eval_steps=10,seed=0",
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--hparams", default="batch_size=2,initial_learning_rate=5e-4,eval_interval=15,"
+                   "checkpoint_interval=1000,eval_steps=8,seed=0",
                    help="the schedule: everything else is the published recipe")
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")

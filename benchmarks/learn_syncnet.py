@@ -160,10 +160,11 @@ def summarize(out):
               f"{statistics.stdev(accuracies) if len(runs) > 1 else 0:.1f} % over {len(runs)} seeds "
               f"({', '.join(f'{a:.1f}' for a in accuracies)}), {runs[0]['samples']} samples each, "
               f"{statistics.mean(seconds) / 60:.0f} min of training per seed")
-    draw_curves(out, sorted(by_size))
+    batch = int(rows[0]["samples"]) // int(rows[0]["steps"])
+    draw_curves(out, sorted(by_size), batch)
 
 
-def draw_curves(out, sizes):
+def draw_curves(out, sizes, batch):
     """curves.png: train accuracy (smoothed) and eval accuracy against samples, one colour per size."""
     import matplotlib
     matplotlib.use("Agg")
@@ -188,7 +189,7 @@ def draw_curves(out, sizes):
             axis.plot(steps, values, color=colours.get(size, "k"), alpha=0.8,
                       label=f"{size}x{size} {name.split('_', 1)[-1].removesuffix('.csv')}")
     for axis, title in zip(axes, ("train accuracy (running mean of 20 steps)", "eval accuracy (val clips)")):
-        axis.set_xlabel("step")
+        axis.set_xlabel(f"step ({batch} samples each)")
         axis.set_title(title)
         axis.set_ylim(0.4, 1.0)
         axis.grid(alpha=0.3)
